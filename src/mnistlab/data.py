@@ -314,7 +314,9 @@ def explain_network_error(reason: object) -> str:
     if isinstance(reason, ssl.SSLError):
         return f"SSL failed ({reason})"
     if isinstance(reason, socket.gaierror):
-        return "the host name could not be resolved (offline, or a proxy is needed: set HTTPS_PROXY)"
+        return (
+            "the host name could not be resolved (offline, or a proxy is needed: set HTTPS_PROXY)"
+        )
     if isinstance(reason, TimeoutError | socket.timeout):
         return f"no answer within {DOWNLOAD_TIMEOUT:.0f} s"
     if isinstance(reason, ConnectionRefusedError):
@@ -620,4 +622,3 @@ def summary(data: Dataset) -> dict[str, object]:
         "source": source,
         "checksums": "all 4 files match the published SHA-256",
     }
-

@@ -1,0 +1,66 @@
+"""Choose the Keras backend before Keras is imported; Keras reads `KERAS_BACKEND` only once.
+
+The default is TensorFlow, the engine the lab names; `KERAS_BACKEND` or `--backend jax` picks
+JAX. Modules that import Keras are imported by callers after `use()`.
+"""
+
+import importlib
+import importlib.util
+import os
+import sys
+import tempfile
+
+from mnistlab.errors import MnistlabError
+from mnistlab.spec import BACKENDS
+
+DEFAULT = "tensorflow"
+
+
+def default() -> str:
+    return os.environ.get("KERAS_BACKEND", DEFAULT)
+
+
+def use(name: str | None = None) -> str:
+    """Select backend `name` (else `KERAS_BACKEND`, else TensorFlow) and return it."""
+    name = name or default()
+    if name not in BACKENDS:
+        raise MnistlabError(f"unknown backend {name!r}", f"choose one of: {', '.join(BACKENDS)}")
+    if "keras" in sys.modules:
+        import keras
+
+        active = keras.backend.backend()
+        if active != name:
+            raise MnistlabError(
+                f"Keras is already running on {active}, not {name}",
+                f"start a new process with KERAS_BACKEND={name}",
+            )
+        return name
+    os.environ["KERAS_BACKEND"] = name
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if importlib.util.find_spec("tensorflow") is not None:
+        import_quietly("tensorflow")  # Keras imports it on either backend, for its data adapters
+    return name
+
+
+NOISE = ("I0000 ", "WARNING: All log messages before absl", "To enable the following instructions")
+
+
+def import_quietly(module: str) -> None:
+    """Import `module` with its C++ start-up notices dropped: TensorFlow 2.21 writes its info
+    lines (oneDNN, CPU features) to stderr before any log level applies. Other lines, and all
+    of them if the import fails, are passed on."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        failed = True
+        try:
+            importlib.import_module(module)
+            failed = False
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines(keepends=True):
+                if failed or not line.startswith(NOISE):
+                    sys.stderr.write(line)

@@ -1,0 +1,479 @@
+"""The `mnistlab` command: parse input, call the library, print the result.
+
+Keras reads its backend once, at import, so modules that import Keras are imported inside the
+commands, after `backend.use()`. Errors the user can fix print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mnistlab import backend
+from mnistlab import data as datamod
+from mnistlab.errors import MnistlabError
+from mnistlab.spec import BACKENDS, PRESETS, Spec, preset
+
+F = Callable[..., Any]
+
+
+class UserError(click.ClickException):
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+class Group(click.Group):
+    """Turns `MnistlabError` into one line on stderr and exit code 2; Ctrl-C into exit 130."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MnistlabError as e:
+            raise UserError(str(e)) from e
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: nothing half-written was left behind", err=True)
+            sys.exit(130)
+
+
+def log(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def say(message: str = "") -> None:
+    click.echo(message)
+
+
+def heading(title: str) -> None:
+    say()
+    say(click.style(title, bold=True))
+    say("-" * len(title))
+
+
+def data_options(f: F) -> F:
+    f = click.option(
+        "--offline", is_flag=True, help="Skip the official downloads (registry copies still used)."
+    )(f)
+    return click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path),
+        help="A folder with the four IDX files (gzipped or not), or a Keras mnist.npz.",
+    )(f)
+
+
+def spec_options(f: F) -> F:
+    options = [
+        click.option(
+            "--preset",
+            "preset_name",
+            default="lab",
+            show_default=True,
+            help=f"Starting recipe: {', '.join(PRESETS)}.",
+        ),
+        click.option("--hidden", help="Hidden layer sizes, comma-separated, e.g. 256,64."),
+        click.option("--dropout", type=float, help="Dropout rate after each hidden layer, [0, 1)."),
+        click.option("--epochs", type=int, help="Passes over the training set (lab: 5)."),
+        click.option("--batch-size", type=int, help="Images per step (lab: 32)."),
+        click.option(
+            "--validation-split", type=float, help="Fraction of training data held out (lab: 0.2)."
+        ),
+        click.option("--lr", "learning_rate", type=float, help="Learning rate (adam: 0.001)."),
+        click.option("--seed", type=int, help="Random seed (default 1)."),
+        click.option(
+            "--backend",
+            type=click.Choice(BACKENDS),
+            help="Keras backend (default: $KERAS_BACKEND, else tensorflow).",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def make_spec(preset_name: str, hidden: str | None, **overrides: Any) -> Spec:
+    spec = preset(preset_name)
+    if hidden is not None:
+        try:
+            overrides["hidden"] = tuple(int(h) for h in hidden.split(","))
+        except ValueError:
+            raise MnistlabError(
+                f"--hidden {hidden!r} is not a list of layer sizes", "write it as e.g. 256,64"
+            ) from None
+    overrides["backend"] = overrides.get("backend") or backend.default()
+    spec = spec.replace(**{k: v for k, v in overrides.items() if v is not None})
+    backend.use(spec.backend)
+    return spec
+
+
+def default_out(prefix: str) -> Path:
+    return Path("runs") / f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def load_data(name: str, data_dir: Path | None, offline: bool) -> datamod.Dataset:
+    return datamod.load(name, data_dir=data_dir, offline=offline, log=log)
+
+
+def check_index(index: int, count: int, what: str) -> None:
+    if not 0 <= index < count:
+        raise MnistlabError(
+            f"index {index} is out of range: the {what} has {count:,} images",
+            f"choose an index from 0 to {count - 1}",
+        )
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mnistlab")
+def cli() -> None:
+    """The MNIST lab with Keras: data, training, evaluation and prediction."""
+
+
+# ---------------------------------------------------------------------------------------------
+# mnistlab data ...
+
+
+@cli.group(cls=Group)
+def data() -> None:
+    """Fetch, check and look at the data sets."""
+
+
+DATASET = click.argument("dataset", type=click.Choice(list(datamod.DATASETS)))
+
+
+@data.command()
+@DATASET
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@data_options
+def info(dataset: str, as_json: bool, data_dir: Path | None, offline: bool) -> None:
+    """The four array shapes, class counts, pixel range, source and checksums."""
+    facts = datamod.summary(load_data(dataset, data_dir, offline))
+    if as_json:
+        say(json.dumps(facts, indent=2))
+        return
+    print_info(dataset, facts)
+
+
+def print_info(dataset: str, facts: dict[str, Any]) -> None:
+    shapes = facts["shapes"]
+    say(f"Data set: {dataset}")
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        say(f"{key + ' shape:':16}{tuple(shapes[key])}")
+    low, high = facts["pixel_range"]
+    say(
+        f"Pixel values:   {facts['dtype']} from {low} to {high} "
+        f"(mean / 255 = {facts['mean_pixel']})"
+    )
+    names = facts["class_names"]
+    if names != [str(i) for i in range(len(names))]:
+        say("Classes:        " + ", ".join(f"{i} {n}" for i, n in enumerate(names)))
+    else:
+        say(f"Classes:        the digits 0 to {len(names) - 1}")
+    say(f"Train counts:   {facts['train_counts']}")
+    say(f"Test counts:    {facts['test_counts']}")
+    say(f"Source:         {facts['source']}")
+    say(f"Checksums:      {facts['checksums']}")
+
+
+@data.command()
+@DATASET
+@click.option("--index", type=int, default=0, show_default=True, help="Which image.")
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
+@click.option("--grid", type=int, help="Save the first K images (from --index) in a grid.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The PNG file to write.",
+)
+@data_options
+def show(
+    dataset: str,
+    index: int,
+    split: str,
+    grid: int | None,
+    out: Path,
+    data_dir: Path | None,
+    offline: bool,
+) -> None:
+    """Save an image with its label in the title (or a grid of them) as PNG."""
+    from mnistlab import report
+
+    loaded = load_data(dataset, data_dir, offline)
+    images, labels = loaded.train if split == "train" else loaded.test
+    check_index(index, len(images), f"{split} set")
+    names = loaded.class_names
+    if grid is None:
+        report.image(images[index], f"label {names[labels[index]]}", out)
+    else:
+        if grid < 1:
+            raise MnistlabError(f"--grid {grid} is out of range", "ask for at least 1 image")
+        chosen = slice(index, min(index + grid, len(images)))
+        titles = [f"{i}: {names[y]}" for i, y in enumerate(labels[chosen], start=index)]
+        report.grid(images[chosen], titles, out)
+    say(f"Wrote {out}")
+
+
+@data.command()
+@click.argument("datasets", nargs=-1, type=click.Choice(list(datamod.DATASETS)))
+def verify(datasets: tuple[str, ...]) -> None:
+    """Re-check the cached files against their published SHA-256 (all data sets by default)."""
+    bad = 0
+    say(f"Cache: {datamod.cache_dir()}")
+    for status in datamod.verify_cache(datasets or tuple(datamod.DATASETS)):
+        bad += status.status == "bad"
+        say(
+            f"{status.status:8}{status.dataset}/{status.file}"
+            + (f"  {status.detail}" if status.status == "bad" else "")
+        )
+    if bad:
+        raise MnistlabError(
+            f"{bad} cached file(s) failed their check",
+            "run `mnistlab data info DATASET`: it moves them aside and fetches them again",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# mnistlab summary / train / evaluate / predict / lab
+
+
+@cli.command()
+@spec_options
+def summary(preset_name: str, hidden: str | None, **overrides: Any) -> None:
+    """Print the Keras summary of the model a spec builds."""
+    spec = make_spec(preset_name, hidden, **overrides)
+    from mnistlab import models
+
+    say(models.summary_text(models.build(spec)))
+
+
+@cli.command()
+@click.option(
+    "--dataset", type=click.Choice(list(datamod.DATASETS)), default="mnist", show_default=True
+)
+@spec_options
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Run folder to write (default: runs/DATASET-PRESET-TIME).",
+)
+@data_options
+def train(
+    dataset: str,
+    preset_name: str,
+    hidden: str | None,
+    out: Path | None,
+    data_dir: Path | None,
+    offline: bool,
+    **overrides: Any,
+) -> None:
+    """Train, evaluate on the test set, and save a run folder."""
+    spec = make_spec(preset_name, hidden, **overrides)
+    out = out or default_out(f"{dataset}-{preset_name}")
+    run_training(spec, dataset, load_data(dataset, data_dir, offline), out)
+
+
+def run_training(spec: Spec, dataset: str, loaded: datamod.Dataset, out: Path) -> dict[str, Any]:
+    from mnistlab import runs
+    from mnistlab.evaluate import evaluate
+    from mnistlab.train import train as fit
+
+    runs.check_new(out)
+    say(
+        f"Training on {dataset} with {spec.backend}: hidden {list(spec.hidden)}, "
+        f"dropout {spec.dropout}, {spec.epochs} epochs, batch {spec.batch_size}, seed {spec.seed}"
+    )
+    start = time.perf_counter()
+    model, history = fit(spec, loaded, verbose=1 if sys.stdout.isatty() else 2)
+    trained = time.perf_counter()
+    metrics = evaluate(model, *loaded.test)
+    seconds = {"train": trained - start, "evaluate": time.perf_counter() - trained}
+    runs.save(
+        out, model, spec, dataset, loaded.class_names, history, metrics, seconds, loaded.source
+    )
+    say(
+        f"Test accuracy: {metrics['accuracy']:.2%}  (loss {metrics['loss']:.4f}; "
+        f"trained in {seconds['train']:.1f} s)"
+    )
+    say(f"Saved run to {out}")
+    return metrics
+
+
+@cli.command("evaluate")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@data_options
+def evaluate_command(run_dir: Path, as_json: bool, data_dir: Path | None, offline: bool) -> None:
+    """Test loss, accuracy and per-class accuracy of a saved run."""
+    backend.use()
+    from mnistlab import runs
+    from mnistlab.evaluate import evaluate
+
+    run = runs.load(run_dir)
+    loaded = load_data(run.dataset, data_dir, offline)
+    metrics = evaluate(run.model, *loaded.test)
+    if as_json:
+        say(
+            json.dumps(
+                {k: v for k, v in metrics.items() if k != "confusion_matrix"}
+                | {"dataset": run.dataset, "class_names": run.class_names},
+                indent=2,
+            )
+        )
+        return
+    print_metrics(run.dataset, run.class_names, metrics)
+
+
+def print_metrics(dataset: str, names: list[str], metrics: dict[str, Any]) -> None:
+    say(f"Test set of {dataset}: {metrics['count']:,} images")
+    say(f"Test loss:     {metrics['loss']:.4f}")
+    say(f"Test accuracy: {metrics['accuracy']:.2%}")
+    say("Per class:")
+    for name, accuracy in zip(names, metrics["per_class_accuracy"], strict=True):
+        say(f"  {name:12} {accuracy:7.2%}")
+
+
+@cli.command("predict")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--index", type=int, required=True, help="Index of a test-set image.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also save the image and its probabilities as PNG.",
+)
+@data_options
+def predict_command(
+    run_dir: Path, index: int, as_json: bool, out: Path | None, data_dir: Path | None, offline: bool
+) -> None:
+    """Predict one test image: the class, the true label and the probabilities."""
+    backend.use()
+    from mnistlab import runs
+
+    run = runs.load(run_dir)
+    loaded = load_data(run.dataset, data_dir, offline)
+    predict_one(run, loaded, index, as_json, out)
+
+
+def predict_one(
+    run: Any, loaded: datamod.Dataset, index: int, as_json: bool, out: Path | None
+) -> None:
+    from mnistlab import report
+    from mnistlab.predict import predict
+
+    images, labels = loaded.test
+    check_index(index, len(images), "test set")
+    names = run.class_names
+    probabilities = predict(run.model, images[index : index + 1])[0]
+    guess, actual = int(probabilities.argmax()), int(labels[index])
+    if out is not None:
+        title = f"predicted {names[guess]}, actual {names[actual]}"
+        report.probabilities(images[index], probabilities, names, title, out)
+    if as_json:
+        say(
+            json.dumps(
+                {
+                    "index": index,
+                    "prediction": guess,
+                    "prediction_name": names[guess],
+                    "label": actual,
+                    "label_name": names[actual],
+                    "probabilities": [round(float(p), 6) for p in probabilities],
+                },
+                indent=2,
+            )
+        )
+        return
+    say(f"Model prediction: {names[guess]}")
+    say(f"Actual label: {names[actual]}")
+    say(
+        "Probabilities: "
+        + ", ".join(
+            f"{names[c]} {p:.1%}"
+            for c, p in sorted(enumerate(probabilities), key=lambda cp: -cp[1])[:3]
+        )
+    )
+    if out is not None:
+        say(f"Wrote {out}")
+
+
+@cli.command()
+@click.option(
+    "--dataset", type=click.Choice(list(datamod.DATASETS)), default="mnist", show_default=True
+)
+@click.option(
+    "--backend",
+    "backend_name",
+    type=click.Choice(BACKENDS),
+    help="Keras backend (default: $KERAS_BACKEND, else tensorflow).",
+)
+@click.option("--epochs", type=int, help="Override the lab's 5 epochs (e.g. 1 for a quick look).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for everything the lab writes (default: runs/lab-DATASET-TIME).",
+)
+@data_options
+def lab(
+    dataset: str,
+    backend_name: str | None,
+    epochs: int | None,
+    out: Path | None,
+    data_dir: Path | None,
+    offline: bool,
+) -> None:
+    """The whole lab: data, a first look, the model, training, evaluation, a prediction."""
+    spec = make_spec("lab", None, backend=backend_name, epochs=epochs)
+    out = out or default_out(f"lab-{dataset}")
+    from mnistlab import models, report, runs
+
+    runs.check_new(out)
+    heading(f"1. The data: {dataset}")
+    loaded = load_data(dataset, data_dir, offline)
+    print_info(dataset, datamod.summary(loaded))
+
+    heading("2. A first look")
+    (x_train, y_train), _ = loaded.train, loaded.test
+    names = loaded.class_names
+    first = report.image(x_train[0], f"label {names[y_train[0]]}", out / "first-image.png")
+    samples = report.grid(x_train[:25], [names[y] for y in y_train[:25]], out / "samples.png")
+    say(f"The first training image is a {names[y_train[0]]}: {first}")
+    say(f"The first 25 images: {samples}")
+    x = datamod.preprocess(x_train[:1])
+    say(
+        f"After scaling, pixels run from {x.min():.1f} to {x.max():.1f}; "
+        f"each image is flattened to {x.shape[1]} values"
+    )
+
+    heading("3. The model")
+    say(models.summary_text(models.build(spec)))
+
+    heading("4. Training")
+    run_training(spec, dataset, loaded, out / "run")
+
+    heading("5. Evaluation")
+    run = runs.load(out / "run")
+    print_metrics(dataset, run.class_names, run.meta["metrics"])
+
+    heading("6. Prediction")
+    predict_one(run, loaded, 0, False, out / "prediction.png")
+
+    heading("Written")
+    for path, what in (
+        (first, "the first training image"),
+        (samples, "25 training images"),
+        (out / "run", "the run: model.keras, run.json, history.csv/.json"),
+        (out / "prediction.png", "test image 0 with its probabilities"),
+    ):
+        say(f"{str(path):40} {what}")
+    say(f"\nNext: mnistlab evaluate {out / 'run'}   |   mnistlab predict {out / 'run'} --index 1")
+
+
+def main() -> None:
+    cli(prog_name="mnistlab")

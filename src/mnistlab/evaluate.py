@@ -1,0 +1,27 @@
+"""Test-set metrics, computed from `predict` so that evaluation and prediction agree exactly."""
+
+import keras
+import numpy as np
+
+from mnistlab.predict import predict
+
+EPSILON = 1e-7  # Keras clips probabilities the same way before taking the log
+
+
+def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> dict[str, object]:
+    """Loss (sparse categorical cross-entropy), accuracy, per-class accuracy and the confusion
+    matrix (rows: true class, columns: predicted) for uint8 images and their labels."""
+    probabilities = predict(model, images)
+    classes = probabilities.shape[1]
+    picked = probabilities[np.arange(len(labels)), labels]
+    predicted = probabilities.argmax(axis=1)
+    confusion = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+    return {
+        "loss": float(-np.mean(np.log(np.clip(picked, EPSILON, 1.0)))),
+        "accuracy": float(np.mean(predicted == labels)),
+        "per_class_accuracy": [float(a) for a in per_class],
+        "confusion_matrix": confusion.tolist(),
+        "count": int(len(labels)),
+    }

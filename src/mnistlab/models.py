@@ -1,0 +1,37 @@
+"""Build and compile the Keras model that a spec describes.
+
+The lab's model, `build(preset("lab"))`: Input(784) -> Dense(128, relu) -> Dense(10, softmax),
+101,770 parameters; adam, sparse categorical cross-entropy, accuracy.
+"""
+
+import io
+
+import keras
+
+from mnistlab.spec import Spec
+
+INPUT_SIZE = 28 * 28
+LOSS = "sparse_categorical_crossentropy"
+
+
+def build(spec: Spec) -> keras.Model:
+    """A compiled `Sequential` model; seed first (`keras.utils.set_random_seed`) to fix weights."""
+    layers: list[keras.layers.Layer] = []
+    for units in spec.hidden:
+        layers.append(keras.layers.Dense(units, activation=spec.activation))
+        if spec.dropout:
+            layers.append(keras.layers.Dropout(spec.dropout))
+    layers.append(keras.layers.Dense(spec.num_classes, activation="softmax"))
+    model = keras.Sequential([keras.Input((INPUT_SIZE,)), *layers], name="mnistlab")
+    optimizer = keras.optimizers.get(
+        {"class_name": spec.optimizer, "config": {"learning_rate": spec.learning_rate}}
+    )
+    model.compile(optimizer=optimizer, loss=LOSS, metrics=["accuracy"])
+    return model
+
+
+def summary_text(model: keras.Model) -> str:
+    """Keras's own summary table, as text."""
+    out = io.StringIO()
+    model.summary(print_fn=lambda line, line_break=True: out.write(line + "\n"))
+    return out.getvalue().rstrip() + "\n"

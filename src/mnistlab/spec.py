@@ -1,0 +1,117 @@
+"""What to train: one typed, frozen value, with named presets and checked overrides.
+
+    spec = preset("lab").replace(hidden=(256,), epochs=10)
+
+The default preset `lab` is the lab's recipe exactly; `wide`, `deep`, `long` and `dropout` are
+the lab's four experiment ideas. `Spec.from_dict` takes overrides from a file or the command
+line and refuses unknown keys and wrong types, naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from mnistlab.errors import MnistlabError
+
+BACKENDS = ("tensorflow", "jax")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
+ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "elu", "selu", "swish")
+
+
+@dataclass(frozen=True)
+class Spec:
+    hidden: tuple[int, ...] = (128,)  # units of each hidden Dense layer
+    activation: str = "relu"
+    dropout: float = 0.0  # rate of the Dropout after each hidden layer; 0 means none
+    epochs: int = 5
+    batch_size: int = 32
+    validation_split: float = 0.2  # the last fraction of the training set, as Keras takes it
+    optimizer: str = "adam"
+    learning_rate: float = 0.001  # Keras's default for adam
+    seed: int = 1
+    backend: str = "tensorflow"
+    num_classes: int = field(default=10, repr=False)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            check_type(f.name, getattr(self, f.name), TYPES[f.name])
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise invalid("hidden", self.hidden, "one or more layer sizes, each at least 1")
+        if not 0 <= self.dropout < 1:
+            raise invalid("dropout", self.dropout, "a rate in [0, 1)")
+        if self.epochs < 1:
+            raise invalid("epochs", self.epochs, "at least 1")
+        if self.batch_size < 1:
+            raise invalid("batch_size", self.batch_size, "at least 1")
+        if not 0 < self.validation_split < 1:
+            raise invalid("validation_split", self.validation_split, "a fraction in (0, 1)")
+        if self.learning_rate <= 0:
+            raise invalid("learning_rate", self.learning_rate, "greater than 0")
+        if self.seed < 0:
+            raise invalid("seed", self.seed, "0 or more")
+        for key, allowed in (
+            ("optimizer", OPTIMIZERS),
+            ("activation", ACTIVATIONS),
+            ("backend", BACKENDS),
+        ):
+            if getattr(self, key) not in allowed:
+                raise invalid(key, getattr(self, key), f"one of {', '.join(allowed)}")
+
+    def replace(self, **changes: Any) -> Spec:
+        return Spec.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @staticmethod
+    def from_dict(values: dict[str, Any]) -> Spec:
+        unknown = sorted(set(values) - set(TYPES))
+        if unknown:
+            raise MnistlabError(
+                f"unknown spec key {unknown[0]!r}", f"known keys: {', '.join(TYPES)}"
+            )
+        values = dict(values)
+        if isinstance(values.get("hidden"), list):
+            values["hidden"] = tuple(values["hidden"])
+        return Spec(**values)
+
+
+TYPES: dict[str, Any] = typing.get_type_hints(Spec)
+
+
+def check_type(key: str, value: Any, kind: Any) -> None:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return  # 1 is a fine learning rate
+    if typing.get_origin(kind) is tuple:
+        ok = isinstance(value, tuple) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        )
+    else:
+        ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
+    if not ok:
+        want = "a list of whole numbers" if typing.get_origin(kind) is tuple else kind.__name__
+        raise MnistlabError(f"spec key {key!r} must be {want}, not {value!r}")
+
+
+def invalid(key: str, value: object, want: str) -> MnistlabError:
+    return MnistlabError(f"{key} = {value!r} is out of range", f"{key} must be {want}")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "lab": {},  # Dense(128, relu), Dense(10, softmax); adam; 5 epochs; batch 32; split 0.2
+    "wide": {"hidden": (256,)},
+    "deep": {"hidden": (128, 64)},
+    "long": {"epochs": 10},
+    "dropout": {"dropout": 0.2},
+}
+
+
+def preset(name: str) -> Spec:
+    if name not in PRESETS:
+        raise MnistlabError(f"unknown preset {name!r}", f"choose one of: {', '.join(PRESETS)}")
+    return Spec(**PRESETS[name])
