@@ -1,7 +1,9 @@
 """Images in, class probabilities out: the one path that evaluation and prediction share.
 
-The model is called directly rather than through `model.predict`, which builds a data pipeline
-on every call and costs tens of milliseconds even for one image (see README, "Prediction").
+It calls the model's compiled forward pass (`predict_on_batch`) rather than `model.predict`,
+which builds a data pipeline on every call. One image, lab model, 2 cores, medians of one run of
+`python benchmarks/predict_latency.py`: TensorFlow 0.65 ms against 70 ms through
+`model.predict` and 2.6 ms for an eager `model(x)`; JAX 0.10 ms against 0.79 ms and 1.2 ms.
 """
 
 import keras
@@ -15,10 +17,7 @@ BATCH = 1000  # images per call when predicting many
 def predict(model: keras.Model, images: np.ndarray) -> np.ndarray:
     """Probabilities of shape (N, classes) for uint8 images of shape (N, 28, 28)."""
     x = preprocess(images)
-    parts = [
-        keras.ops.convert_to_numpy(model(x[i : i + BATCH], training=False))
-        for i in range(0, len(x), BATCH)
-    ]
+    parts = [np.asarray(model.predict_on_batch(x[i : i + BATCH])) for i in range(0, len(x), BATCH)]
     return np.concatenate(parts) if parts else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
