@@ -7,8 +7,8 @@ commands, after `backend.use()`. Errors the user can fix print one line and exit
 from __future__ import annotations
 
 import json
+import os
 import sys
-import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -281,25 +281,18 @@ def train(
 
 def run_training(spec: Spec, dataset: str, loaded: datamod.Dataset, out: Path) -> dict[str, Any]:
     from mnistlab import runs
-    from mnistlab.evaluate import evaluate
-    from mnistlab.train import train as fit
+    from mnistlab.train import train_and_save
 
     runs.check_new(out)
     say(
         f"Training on {dataset} with {spec.backend}: hidden {list(spec.hidden)}, "
         f"dropout {spec.dropout}, {spec.epochs} epochs, batch {spec.batch_size}, seed {spec.seed}"
     )
-    start = time.perf_counter()
-    model, history = fit(spec, loaded, verbose=1 if sys.stdout.isatty() else 2)
-    trained = time.perf_counter()
-    metrics = evaluate(model, *loaded.test)
-    seconds = {"train": trained - start, "evaluate": time.perf_counter() - trained}
-    runs.save(
-        out, model, spec, dataset, loaded.class_names, history, metrics, seconds, loaded.source
-    )
+    metrics = train_and_save(spec, loaded, dataset, out, verbose=1 if sys.stdout.isatty() else 2)
+    seconds = runs.read_meta(out)["seconds"]["train"]
     say(
         f"Test accuracy: {metrics['accuracy']:.2%}  (loss {metrics['loss']:.4f}; "
-        f"trained in {seconds['train']:.1f} s)"
+        f"trained in {seconds:.1f} s)"
     )
     say(f"Saved run to {out}")
     return metrics
@@ -473,6 +466,208 @@ def lab(
     ):
         say(f"{str(path):40} {what}")
     say(f"\nNext: mnistlab evaluate {out / 'run'}   |   mnistlab predict {out / 'run'} --index 1")
+
+
+# ---------------------------------------------------------------------------------------------
+# mnistlab experiment / compare
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--seeds", "seed_count", type=int, help="Run this many seeds instead of the file's.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Sweep folder (default: runs/experiments/NAME); rerun to resume.",
+)
+@click.option("--dry-run", is_flag=True, help="List the runs and a rough time; train nothing.")
+@data_options
+def experiment(
+    file: Path,
+    seed_count: int | None,
+    out: Path | None,
+    dry_run: bool,
+    data_dir: Path | None,
+    offline: bool,
+) -> None:
+    """Train every variant of an experiment file on every seed, then tabulate and plot."""
+    from mnistlab import experiments as ex
+
+    plan = ex.read(file)
+    backends = {v.spec.backend for v in plan.variants}
+    if len(backends) > 1:
+        raise MnistlabError(
+            f"variants use several backends ({', '.join(sorted(backends))})",
+            "Keras runs one backend per process: split the file, or set one backend in [base]",
+        )
+    backend.use(backends.pop())
+    from mnistlab.models import parameter_count
+    from mnistlab.train import train_and_save
+
+    if seed_count is not None:
+        plan = plan.with_seeds(seed_count)
+    out = out or Path("runs") / "experiments" / plan.name
+    runs_planned = plan.plan()
+    say(
+        f"Experiment {plan.name}: {len(plan.variants)} variants x {len(plan.seeds)} seeds "
+        f"{list(plan.seeds)} on {plan.dataset} = {len(runs_planned)} runs, into {out}"
+    )
+    estimates = [ex.estimate_seconds(v.spec, parameter_count(v.spec)) for v, _ in runs_planned]
+    if dry_run:
+        total = 0.0
+        for (variant, seed), estimate in zip(runs_planned, estimates, strict=True):
+            done = (ex.run_folder(out, variant.name, seed) / "run.json").is_file()
+            total += 0 if done else estimate
+            say(
+                f"  {variant.name:24} seed {seed:<4} {variant.spec.backend:10} "
+                + ("finished" if done else f"~{estimate:5.0f} s")
+            )
+        say(f"Rough estimate for what is left: {format_duration(total)} on 2 cores")
+        return
+    loaded = load_data(plan.dataset, data_dir, offline)
+    progress = Progress(estimates)
+    events = ex.sweep(
+        plan,
+        out,
+        loaded,
+        lambda spec, data, folder: train_and_save(spec, data, plan.dataset, folder),
+        progress.report,
+    )
+    failed = [e for e in events if e.status == "failed"]
+    write_results(plan, out)
+    if failed:
+        raise MnistlabError(
+            f"{len(failed)} of {len(events)} runs failed (see {out / 'failed'})",
+            "fix the cause and run the same command again: finished runs are kept",
+        )
+
+
+class Progress:
+    """One line per run, with a counter and the time left: the rough estimates of the runs to
+    come, scaled by how the runs of this session compared with their own estimates."""
+
+    def __init__(self, estimates: list[float]) -> None:
+        self.estimates = estimates
+        self.spent = 0.0
+        self.expected = 0.0
+
+    def report(self, event: Any) -> None:
+        if event.status != "skipped":
+            self.spent += event.seconds
+            self.expected += self.estimates[event.index - 1]
+        left = sum(self.estimates[event.index :])
+        eta = ""
+        if left and self.expected:
+            eta = f"; about {format_duration(left * self.spent / self.expected)} left"
+        where = f"[{event.index}/{event.total}] {event.variant} seed {event.seed}"
+        if event.status == "failed":
+            say(f"{where}: FAILED after {event.seconds:.1f} s: {event.error}{eta}")
+        elif event.status == "skipped":
+            say(f"{where}: {event.accuracy:.2%} (finished earlier, kept)")
+        else:
+            say(f"{where}: {event.accuracy:.2%} in {event.seconds:.1f} s{eta}")
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def write_results(plan: Any, out: Path) -> None:
+    from mnistlab import experiments as ex
+
+    groups = ex.collect(plan, out)
+    if not any(groups.values()):
+        raise MnistlabError(f"no finished runs in {out}", "run the experiment first")
+    rows = ex.compare(groups, plan.baseline)
+    metas = [m for ms in groups.values() for m in ms]
+    facts = sweep_facts(metas, plan.dataset, list(plan.seeds))
+    write_tables(rows, plan.baseline, f"Experiment {plan.name}", facts, out)
+
+
+def sweep_facts(metas: list[dict[str, Any]], dataset: str, seeds: list[int]) -> dict[str, Any]:
+    import platform
+
+    return {
+        "dataset": dataset,
+        "seeds": seeds,
+        "runs": len(metas),
+        "backends": sorted({m["backend"] for m in metas}),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
+        "wall_seconds": round(
+            sum(m["seconds"]["train"] + m["seconds"].get("evaluate", 0) for m in metas), 1
+        ),
+    }
+
+
+def write_tables(
+    rows: list[Any], baseline: str, title: str, facts: dict[str, Any], out: Path
+) -> None:
+    from mnistlab import experiments as ex
+    from mnistlab import report, runs
+
+    lines = [
+        f"Data set {facts['dataset']}; seeds {facts['seeds']}; {facts['runs']} runs on "
+        f"{', '.join(facts['backends'])}; machine: {facts['machine']}; "
+        f"training and evaluation time in all: {format_duration(facts['wall_seconds'])}.",
+    ]
+    text = ex.markdown(rows, baseline, title, lines)
+    runs.write_text(out / "results.md", text)
+    runs.write_text(out / "results.csv", ex.table_csv(rows))
+    runs.write_json(out / "results.json", ex.table_json(rows, baseline, facts))
+    report.accuracy_by_variant(rows, baseline, title, out / "accuracy.png")
+    say()
+    say(text)
+    say(f"Wrote {out / 'results.md'}, results.csv, results.json and accuracy.png")
+
+
+@cli.command("compare")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Also write results.md/.csv/.json and accuracy.png there.",
+)
+def compare_command(run_dirs: tuple[Path, ...], out: Path | None) -> None:
+    """The experiment table for runs made by hand: runs that differ only in seed are grouped,
+    and the first group is the baseline."""
+    from mnistlab import experiments as ex
+    from mnistlab import runs
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for path in run_dirs:
+        meta = runs.read_meta(path)
+        groups.setdefault(describe(meta), []).append(meta)
+    datasets = {m["dataset"] for ms in groups.values() for m in ms}
+    if len(datasets) > 1:
+        raise MnistlabError(
+            f"the runs are on different data sets ({', '.join(sorted(datasets))})",
+            "compare runs of one data set",
+        )
+    baseline = next(iter(groups))
+    rows = ex.compare(groups, baseline)
+    metas = [m for ms in groups.values() for m in ms]
+    facts = sweep_facts(metas, datasets.pop(), sorted({m["spec"]["seed"] for m in metas}))
+    if out is None:
+        lines = [f"Data set {facts['dataset']}; {facts['runs']} runs"]
+        say(ex.markdown(rows, baseline, "Comparison", lines))
+    else:
+        write_tables(rows, baseline, "Comparison", facts, out)
+
+
+def describe(meta: dict[str, Any]) -> str:
+    """A short name for a run's spec: what differs from the lab's recipe, seed aside."""
+    spec = Spec.from_dict(meta["spec"])
+    lab = preset("lab")
+    changes = [
+        f"{key}={','.join(map(str, value)) if isinstance(value, tuple) else value}"
+        for key, value in vars(spec).items()
+        if key not in ("seed", "backend") and value != getattr(lab, key)
+    ]
+    return " ".join(changes) or "lab"
 
 
 def main() -> None:

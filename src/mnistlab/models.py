@@ -30,6 +30,12 @@ def build(spec: Spec) -> keras.Model:
     return model
 
 
+def parameter_count(spec: Spec) -> int:
+    """Weights and biases of the model `build(spec)` makes, without building it."""
+    sizes = [INPUT_SIZE, *spec.hidden, spec.num_classes]
+    return sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
+
+
 def summary_text(model: keras.Model) -> str:
     """Keras's own summary table, as text."""
     out = io.StringIO()

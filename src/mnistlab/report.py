@@ -5,6 +5,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -73,4 +74,38 @@ def probabilities(
     right.invert_yaxis()
     right.set_xlim(0, 1)
     right.set_xlabel("probability")
+    return write_figure(figure, path)
+
+
+def accuracy_by_variant(rows: Sequence[Any], baseline: str, title: str, path: Path) -> Path:
+    """Mean test accuracy of each variant with error bars of one standard deviation, each
+    seed's result as a dot, and the baseline's mean as a dashed line."""
+    figure, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(rows) + 2), 4))
+    positions = np.arange(len(rows))
+    means = [100 * r.mean for r in rows]
+    ax.errorbar(
+        positions,
+        means,
+        yerr=[100 * r.std for r in rows],
+        fmt="o",
+        capsize=5,
+        color="tab:blue",
+        label="mean ± std over seeds",
+    )
+    for x, row in zip(positions, rows, strict=True):
+        ax.scatter(
+            [x + 0.12] * len(row.accuracies),
+            [100 * a for a in row.accuracies],
+            s=10,
+            color="tab:gray",
+            zorder=3,
+        )
+    base = next((r for r in rows if r.variant == baseline), None)
+    if base is not None:
+        ax.axhline(100 * base.mean, color="tab:orange", linestyle="--", label="baseline mean")
+    ax.set_xticks(positions, labels=[r.variant for r in rows], rotation=30, ha="right")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
     return write_figure(figure, path)

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-import keras
+from typing import TYPE_CHECKING, Any
 
 from mnistlab import __version__
 from mnistlab.errors import MnistlabError
 from mnistlab.spec import Spec
+
+if TYPE_CHECKING:  # Keras is imported where it is used, after the backend is chosen
+    import keras
 
 PREPROCESSING = "pixels / 255 as float32, 28x28 flattened to 784"
 MODEL_FILE = "model.keras"
@@ -87,6 +88,8 @@ def save(
     source: str,
 ) -> Path:
     """Write a complete run folder at `path`, atomically."""
+    import keras
+
     check_new(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -94,6 +97,7 @@ def save(
         "class_names": list(class_names),
         "preprocessing": PREPROCESSING,
         "spec": spec.to_dict(),
+        "parameters": model.count_params(),
         "metrics": metrics,
         "seconds": seconds,
         "data_source": source,
@@ -117,6 +121,40 @@ def save(
     return path
 
 
+def write_json(path: Path, value: Any) -> None:
+    write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The `run.json` of a run folder, without loading its model."""
+    if not path.is_dir():
+        raise MnistlabError(f"no run folder at {path}", "pass a folder made by `mnistlab train`")
+    try:
+        meta: dict[str, Any] = json.loads((path / META_FILE).read_text())
+    except FileNotFoundError:
+        raise MnistlabError(
+            f"{path} is not an mnistlab run folder (no {META_FILE})",
+            "pass a folder made by `mnistlab train`",
+        ) from None
+    except ValueError as e:
+        raise MnistlabError(f"{path} holds a damaged {META_FILE} ({e})", "train it again") from e
+    return meta
+
+
 def load(path: Path) -> Run:
     """The run at `path`, with its model loaded; a clear error for anything else."""
     if not path.is_dir():
@@ -130,6 +168,8 @@ def load(path: Path) -> Run:
     try:
         meta = json.loads(meta_file.read_text())
         spec = Spec.from_dict(meta["spec"])
+        import keras
+
         model = keras.saving.load_model(model_file)
     except (ValueError, KeyError, TypeError, OSError) as e:
         raise MnistlabError(

@@ -7,11 +7,14 @@ Same spec (seed included), same backend, same machine: the same weights and the 
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import keras
 
+from mnistlab import runs
 from mnistlab.data import Dataset, preprocess
+from mnistlab.evaluate import evaluate
 from mnistlab.models import build
 from mnistlab.spec import Spec
 
@@ -65,3 +68,18 @@ class EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.seconds.append(time.perf_counter() - self.start)
+
+
+def train_and_save(
+    spec: Spec, data: Dataset, dataset: str, out: Path, verbose: int | str = 0
+) -> dict[str, Any]:
+    """Train, evaluate on the test set and write the run folder `out`; returns the test
+    metrics. An existing non-empty `out` is refused before any training."""
+    runs.check_new(out)
+    start = time.perf_counter()
+    model, history = train(spec, data, verbose=verbose)
+    trained = time.perf_counter()
+    metrics = evaluate(model, *data.test)
+    seconds = {"train": trained - start, "evaluate": time.perf_counter() - trained}
+    runs.save(out, model, spec, dataset, data.class_names, history, metrics, seconds, data.source)
+    return metrics

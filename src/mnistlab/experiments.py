@@ -1,0 +1,430 @@
+"""Experiment grids: named variants of a spec, each trained on several seeds, resumable, with a
+results table that says which differences from the baseline hold up.
+
+An experiment file (TOML):
+
+    name = "lab"                  # optional; the file's stem by default
+    dataset = "mnist"
+    seeds = [1, 2, 3, 4, 5]
+    baseline = "baseline"         # optional; the first variant by default
+    [base]                        # spec fields shared by every variant
+    backend = "jax"
+    [[variants]]
+    name = "baseline"
+    [[variants]]
+    name = "wide"
+    hidden = [256]
+
+A sweep folder holds one ordinary run folder per variant and seed (`runs/VARIANT/seed-N`),
+each written atomically as it ends, so a sweep that is stopped in any way resumes by skipping
+the finished runs. A run that fails is recorded in `failed/` and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+import tomllib
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from mnistlab import runs
+from mnistlab.data import DATASETS, Dataset
+from mnistlab.errors import MnistlabError
+from mnistlab.spec import Spec
+
+TOP_KEYS = {"name", "dataset", "seeds", "baseline", "base", "variants"}
+SIGNIFICANCE = 0.05  # two-sided Welch's t-test
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    spec: Spec  # the seed field is replaced by each of the experiment's seeds
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    dataset: str
+    seeds: tuple[int, ...]
+    variants: tuple[Variant, ...]
+    baseline: str
+
+    def plan(self) -> list[tuple[Variant, int]]:
+        return [(v, seed) for v in self.variants for seed in self.seeds]
+
+    def with_seeds(self, count: int) -> Experiment:
+        """The first `count` seeds of the file, or more counted on from its last one."""
+        if count < 1:
+            raise MnistlabError(f"--seeds {count} is out of range", "ask for at least 1 seed")
+        seeds = list(self.seeds[:count])
+        while len(seeds) < count:
+            seeds.append(max(seeds, default=0) + 1)
+        return Experiment(self.name, self.dataset, tuple(seeds), self.variants, self.baseline)
+
+
+def bad_file(path: Path, problem: str) -> MnistlabError:
+    return MnistlabError(f"{path}: {problem}", "see experiments/lab.toml for the format")
+
+
+def read(path: Path) -> Experiment:
+    """Parse and check an experiment file; every problem names the key."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise MnistlabError(f"no experiment file at {path}", "check the path") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise bad_file(path, f"not valid TOML ({e})") from e
+    unknown = sorted(set(raw) - TOP_KEYS)
+    if unknown:
+        raise bad_file(path, f"unknown key {unknown[0]!r} (known: {', '.join(sorted(TOP_KEYS))})")
+    dataset = raw.get("dataset", "mnist")
+    if dataset not in DATASETS:
+        raise bad_file(path, f"dataset {dataset!r} is not one of {', '.join(DATASETS)}")
+    seeds = raw.get("seeds", [1, 2, 3])
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise bad_file(path, f"seeds must be a list of distinct whole numbers >= 0, not {seeds!r}")
+    base = raw.get("base", {})
+    if not isinstance(base, dict):
+        raise bad_file(path, "[base] must be a table of spec fields")
+    variants_raw = raw.get("variants")
+    if not isinstance(variants_raw, list) or not variants_raw:
+        raise bad_file(path, "it needs at least one [[variants]] table")
+    variants = []
+    for i, entry in enumerate(variants_raw, start=1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise bad_file(path, f"variant {i} needs a name")
+        name = entry["name"]
+        if not name or not all(c.isalnum() or c in "-_." for c in name) or name[0] == ".":
+            raise bad_file(path, f"variant name {name!r}: use letters, digits, '-', '_', '.'")
+        fields = {**base, **{k: v for k, v in entry.items() if k != "name"}}
+        if "seed" in fields:
+            raise bad_file(path, f"variant {name!r}: set seeds with the top-level key 'seeds'")
+        try:
+            spec = Spec.from_dict(fields)
+        except MnistlabError as e:
+            raise bad_file(path, f"variant {name!r}: {e}") from e
+        variants.append(Variant(name, spec))
+    names = [v.name for v in variants]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise bad_file(path, f"variant name {duplicates[0]!r} is used twice")
+    baseline = raw.get("baseline", names[0])
+    if baseline not in names:
+        raise bad_file(path, f"baseline {baseline!r} is not one of the variants")
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str):
+        raise bad_file(path, "name must be a string")
+    return Experiment(name, dataset, tuple(seeds), tuple(variants), baseline)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a sweep
+
+
+@dataclass(frozen=True)
+class Event:
+    """What the sweep reports after each run: `status` is "done", "skipped" or "failed"."""
+
+    status: str
+    variant: str
+    seed: int
+    index: int  # 1-based position in the plan
+    total: int
+    accuracy: float = math.nan
+    seconds: float = 0.0
+    error: str = ""
+
+
+def run_folder(out: Path, variant: str, seed: int) -> Path:
+    return out / "runs" / variant / f"seed-{seed}"
+
+
+def failure_file(out: Path, variant: str, seed: int) -> Path:
+    return out / "failed" / f"{variant}-seed-{seed}.json"
+
+
+def finished(path: Path, spec: Spec) -> bool:
+    """Whether a complete run of exactly `spec` is at `path`; a different spec is an error."""
+    if not (path / runs.META_FILE).is_file():
+        return False
+    made = Spec.from_dict(runs.read_meta(path)["spec"])
+    if made != spec:
+        raise MnistlabError(
+            f"{path} was made with another spec than the experiment file now gives",
+            "use a new --out for the changed experiment, or restore the file",
+        )
+    return True
+
+
+TrainRun = Callable[[Spec, Dataset, Path], dict[str, Any]]
+
+
+def sweep(
+    experiment: Experiment,
+    out: Path,
+    data: Dataset,
+    train_run: TrainRun,
+    report: Callable[[Event], None] = lambda event: None,
+) -> list[Event]:
+    """Run every variant x seed not yet finished under `out`; `train_run(spec, data, folder)`
+    trains, evaluates and saves one run folder, returning its test metrics."""
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("runs/*/.seed-*.tmp"):  # left by a process killed while saving
+        shutil.rmtree(stale, ignore_errors=True)
+    plan = experiment.plan()
+    events = []
+    for index, (variant, seed) in enumerate(plan, start=1):
+        spec = variant.spec.replace(seed=seed)
+        folder = run_folder(out, variant.name, seed)
+        failure = failure_file(out, variant.name, seed)
+        if finished(folder, spec):
+            metrics = runs.read_meta(folder)["metrics"]
+            event = Event("skipped", variant.name, seed, index, len(plan), metrics["accuracy"])
+        else:
+            start = time.perf_counter()
+            try:
+                metrics = train_run(spec, data, folder)
+                failure.unlink(missing_ok=True)
+                event = Event(
+                    "done",
+                    variant.name,
+                    seed,
+                    index,
+                    len(plan),
+                    metrics["accuracy"],
+                    time.perf_counter() - start,
+                )
+            except Exception as e:  # one bad run does not stop the sweep
+                error = f"{type(e).__name__}: {e}"
+                record = {
+                    "variant": variant.name,
+                    "seed": seed,
+                    "spec": spec.to_dict(),
+                    "error": error,
+                    "traceback": traceback.format_exc(),
+                }
+                runs.write_json(failure, record)
+                event = Event(
+                    "failed",
+                    variant.name,
+                    seed,
+                    index,
+                    len(plan),
+                    seconds=time.perf_counter() - start,
+                    error=error,
+                )
+        events.append(event)
+        report(event)
+    return events
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class Row:
+    variant: str
+    parameters: int
+    epochs: int
+    accuracies: tuple[float, ...]
+    seeds: tuple[int, ...]
+    seconds: float  # mean training seconds
+    difference: float = math.nan  # mean accuracy minus the baseline's
+    p_value: float = math.nan  # Welch's t-test against the baseline
+    verdict: str = ""
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.accuracies))
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation (n - 1); 0 for a single run."""
+        return float(np.std(self.accuracies, ddof=1)) if len(self.accuracies) > 1 else 0.0
+
+
+def welch(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided p-value of Welch's t-test (unequal variances); nan when it cannot be computed
+    (fewer than two runs on a side, or no spread at all)."""
+    if len(a) < 2 or len(b) < 2 or (np.std(a) == 0 and np.std(b) == 0):
+        return math.nan
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def verdict(difference: float, p_value: float) -> str:
+    if math.isnan(p_value):
+        return "too few runs to tell"
+    if p_value >= SIGNIFICANCE:
+        return "no clear difference"
+    return "better" if difference > 0 else "worse"
+
+
+def compare(groups: dict[str, list[dict[str, Any]]], baseline: str) -> list[Row]:
+    """One row per group of run metadata (`run.json` contents), tested against `baseline`."""
+    rows = []
+    for name, metas in groups.items():
+        if not metas:
+            continue
+        spec = metas[0]["spec"]
+        rows.append(
+            Row(
+                variant=name,
+                parameters=int(metas[0].get("parameters", 0)),
+                epochs=int(spec["epochs"]),
+                accuracies=tuple(float(m["metrics"]["accuracy"]) for m in metas),
+                seeds=tuple(int(m["spec"]["seed"]) for m in metas),
+                seconds=float(np.mean([m["seconds"]["train"] for m in metas])),
+            )
+        )
+    base = next((r for r in rows if r.variant == baseline), None)
+    if base is None:
+        return rows
+    tested = []
+    for row in rows:
+        if row.variant == baseline:
+            tested.append(row)
+            continue
+        difference = row.mean - base.mean
+        p = welch(row.accuracies, base.accuracies)
+        tested.append(
+            Row(
+                **{
+                    **row.__dict__,
+                    "difference": difference,
+                    "p_value": p,
+                    "verdict": verdict(difference, p),
+                }
+            )
+        )
+    return tested
+
+
+def collect(experiment: Experiment, out: Path) -> dict[str, list[dict[str, Any]]]:
+    """The finished runs of a sweep folder, by variant, in the experiment's order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for variant in experiment.variants:
+        folders = [run_folder(out, variant.name, seed) for seed in experiment.seeds]
+        groups[variant.name] = [
+            runs.read_meta(f) for f in folders if (f / runs.META_FILE).is_file()
+        ]
+    return groups
+
+
+def best(rows: Iterable[Row]) -> Row:
+    return max(rows, key=lambda r: r.mean)
+
+
+def fmt_p(p: float) -> str:
+    return "n/a" if math.isnan(p) else f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def markdown(rows: Sequence[Row], baseline: str, title: str, facts: Sequence[str]) -> str:
+    lines = [f"# {title}", "", *facts, ""]
+    lines += [
+        "| variant | parameters | epochs | test accuracy (mean ± std) | min | max | seeds "
+        "| mean seconds | vs baseline | Welch p | verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        vs = "baseline" if r.variant == baseline else f"{r.difference * 100:+.2f} pts"
+        lines.append(
+            f"| {r.variant} | {r.parameters:,} | {r.epochs} | {r.mean:.2%} ± {r.std * 100:.2f} "
+            f"| {min(r.accuracies):.2%} | {max(r.accuracies):.2%} | {len(r.accuracies)} "
+            f"| {r.seconds:.1f} | {vs} | {'' if r.variant == baseline else fmt_p(r.p_value)} "
+            f"| {r.verdict} |"
+        )
+    top = best(rows)
+    lines += [
+        "",
+        f"Best: **{top.variant}**, {top.mean:.2%} ± {top.std * 100:.2f} over "
+        f"{len(top.accuracies)} seeds.",
+        "",
+        "Welch's t-test (two-sided, unequal variances) of each variant's test accuracies "
+        f"against the baseline's; a difference counts at p < {SIGNIFICANCE}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def table_csv(rows: Sequence[Row]) -> str:
+    header = (
+        "variant,parameters,epochs,mean_accuracy,std_accuracy,min_accuracy,max_accuracy,"
+        "seeds,mean_seconds,difference,p_value,verdict"
+    )
+    lines = [header]
+    for r in rows:
+        lines.append(
+            ",".join(
+                str(v)
+                for v in (
+                    r.variant,
+                    r.parameters,
+                    r.epochs,
+                    f"{r.mean:.6f}",
+                    f"{r.std:.6f}",
+                    f"{min(r.accuracies):.6f}",
+                    f"{max(r.accuracies):.6f}",
+                    len(r.accuracies),
+                    f"{r.seconds:.2f}",
+                    "" if math.isnan(r.difference) else f"{r.difference:.6f}",
+                    "" if math.isnan(r.p_value) else f"{r.p_value:.6g}",
+                    r.verdict,
+                )
+            )
+        )
+    return "\n".join(lines) + "\n"
+
+
+def table_json(rows: Sequence[Row], baseline: str, facts: dict[str, Any]) -> dict[str, Any]:
+    def clean(x: float) -> float | None:
+        return None if math.isnan(x) else x
+
+    return {
+        **facts,
+        "baseline": baseline,
+        "best": best(rows).variant,
+        "test": "Welch's t-test, two-sided, against the baseline",
+        "rows": [
+            {
+                "variant": r.variant,
+                "parameters": r.parameters,
+                "epochs": r.epochs,
+                "accuracies": list(r.accuracies),
+                "seeds": list(r.seeds),
+                "mean": r.mean,
+                "std": r.std,
+                "mean_seconds": r.seconds,
+                "difference": clean(r.difference),
+                "p_value": clean(r.p_value),
+                "verdict": r.verdict,
+            }
+            for r in rows
+        ],
+    }
+
+
+# Rough cost model for --dry-run, fitted to this project's CI machine (2 cores): seconds per
+# training step = overhead + 6 x parameters x batch / rate. Lab recipe: TensorFlow about
+# 3.5 s an epoch, JAX about 1 s (README, Results).
+STEP_OVERHEAD = {"tensorflow": 1.5e-3, "jax": 0.2e-3}  # seconds
+FLOP_RATE = 30e9  # multiply-adds x 2 per second, effective
+
+
+def estimate_seconds(spec: Spec, parameters: int, train_images: int = 60000) -> float:
+    steps = math.ceil(train_images * (1 - spec.validation_split) / spec.batch_size)
+    per_step = STEP_OVERHEAD[spec.backend] + 6 * parameters * spec.batch_size / FLOP_RATE
+    return spec.epochs * steps * per_step * 1.1  # plus validation and evaluation

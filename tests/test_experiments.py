@@ -1,0 +1,300 @@
+"""Experiment files, sweeps that resume, the statistics, and the experiment CLI."""
+
+import json
+import math
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+from mnistlab import cli, runs
+from mnistlab import experiments as ex
+from mnistlab.errors import MnistlabError
+from mnistlab.spec import Spec
+from mnistlab.train import train_and_save
+
+GOOD = """
+    name = "tiny"
+    dataset = "mnist"
+    seeds = [1, 2]
+    [base]
+    epochs = 1
+    hidden = [16]
+    [[variants]]
+    name = "base"
+    [[variants]]
+    name = "wide"
+    hidden = [32]
+"""
+
+
+def write(tmp_path, text, name="exp.toml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_a_good_file(tmp_path):
+    plan = ex.read(write(tmp_path, GOOD))
+    assert plan.name == "tiny"
+    assert plan.seeds == (1, 2)
+    assert plan.baseline == "base"
+    assert [v.name for v in plan.variants] == ["base", "wide"]
+    assert plan.variants[0].spec == Spec(epochs=1, hidden=(16,))
+    assert plan.variants[1].spec == Spec(epochs=1, hidden=(32,))
+    assert [(v.name, s) for v, s in plan.plan()] == [
+        ("base", 1),
+        ("base", 2),
+        ("wide", 1),
+        ("wide", 2),
+    ]
+
+
+def test_the_shipped_files_are_valid():
+    from pathlib import Path
+
+    folder = Path(__file__).parent.parent / "experiments"
+    plans = {p.stem: ex.read(p) for p in folder.glob("*.toml")}
+    assert {"lab", "fashion", "best-mlp"} <= set(plans)
+    lab = plans["lab"]
+    assert lab.variants[0].spec.replace(backend="tensorflow") == Spec()
+    assert {"wide-256", "deep-128-64", "epochs-10", "dropout-0.2"} <= {v.name for v in lab.variants}
+    assert plans["fashion"].dataset == "fashion-mnist"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("sedes = [1]\n" + GOOD, "unknown key 'sedes'"),
+        (GOOD + "hiden = [3]\n", "variant 'wide': unknown spec key 'hiden'"),
+        (GOOD + "epochs = 'ten'\n", "variant 'wide': spec key 'epochs' must be int"),
+        (GOOD + "dropout = 1.5\n", "variant 'wide': dropout = 1.5 is out of range"),
+        (GOOD + "seed = 3\n", "set seeds with the top-level key 'seeds'"),
+        (GOOD + "[[variants]]\nname = 'wide'\n", "variant name 'wide' is used twice"),
+        (GOOD + "[[variants]]\nepochs = 2\n", "variant 3 needs a name"),
+        (GOOD + "[[variants]]\nname = 'a/b'\n", "variant name 'a/b': use letters"),
+        ('baseline = "nope"\n' + GOOD, "baseline 'nope' is not one of the variants"),
+        ('dataset = "cifar"\nseeds = [1]\n[[variants]]\nname = "a"\n', "dataset 'cifar' is not"),
+        ("seeds = [1, 1]\n[[variants]]\nname = 'a'\n", "seeds must be a list of distinct"),
+        ("seeds = []\n[[variants]]\nname = 'a'\n", "seeds must be a list of distinct"),
+        ("seeds = [1]\n", "it needs at least one [[variants]] table"),
+        ("seeds = [1\n", "not valid TOML"),
+    ],
+)
+def test_bad_files_name_the_key(tmp_path, text, message):
+    with pytest.raises(MnistlabError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        ex.read(write(tmp_path, text))
+
+
+def test_a_missing_file(tmp_path):
+    with pytest.raises(MnistlabError, match="no experiment file at"):
+        ex.read(tmp_path / "nope.toml")
+
+
+def test_more_or_fewer_seeds(tmp_path):
+    plan = ex.read(write(tmp_path, GOOD))
+    assert plan.with_seeds(1).seeds == (1,)
+    assert plan.with_seeds(4).seeds == (1, 2, 3, 4)
+    with pytest.raises(MnistlabError, match="--seeds 0 is out of range"):
+        plan.with_seeds(0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics on fixed numbers
+
+
+def test_welch_t_test_on_fixed_numbers():
+    # t = 0.005 / sqrt(2 * 0.002**2 / 3) = 3.062 with 4 degrees of freedom: p = 0.0376
+    assert ex.welch([0.975, 0.977, 0.979], [0.970, 0.972, 0.974]) == pytest.approx(
+        0.03759, abs=1e-4
+    )
+    assert math.isnan(ex.welch([0.97], [0.96, 0.97]))
+    assert math.isnan(ex.welch([0.97, 0.97], [0.96, 0.96]))
+
+
+@pytest.mark.parametrize(
+    ("difference", "p", "verdict"),
+    [
+        (0.004, 0.01, "better"),
+        (-0.004, 0.01, "worse"),
+        (0.004, 0.2, "no clear difference"),
+        (0.004, math.nan, "too few runs to tell"),
+    ],
+)
+def test_verdicts(difference, p, verdict):
+    assert ex.verdict(difference, p) == verdict
+
+
+def meta(accuracy, seed, hidden=(128,), seconds=2.0):
+    return {
+        "spec": Spec(hidden=hidden, seed=seed).to_dict(),
+        "parameters": 1000,
+        "metrics": {"accuracy": accuracy},
+        "seconds": {"train": seconds},
+    }
+
+
+def test_rows_of_the_table():
+    groups = {
+        "base": [meta(0.970, 1), meta(0.972, 2), meta(0.974, 3)],
+        "wide": [meta(0.975, 1, (256,), 4), meta(0.977, 2, (256,), 6), meta(0.979, 3, (256,), 5)],
+    }
+    base, wide = ex.compare(groups, "base")
+    assert base.mean == pytest.approx(0.972)
+    assert base.std == pytest.approx(0.002)  # sample standard deviation
+    assert (min(wide.accuracies), max(wide.accuracies)) == (0.975, 0.979)
+    assert wide.seconds == pytest.approx(5.0)
+    assert wide.difference == pytest.approx(0.005)
+    assert wide.p_value == pytest.approx(0.03759, abs=1e-4)
+    assert wide.verdict == "better"
+    assert base.verdict == ""
+    assert ex.best([base, wide]).variant == "wide"
+    text = ex.markdown([base, wide], "base", "T", ["facts"])
+    assert (
+        "| wide | 1,000 | 5 | 97.70% ± 0.20 | 97.50% | 97.90% | 3 | 5.0 "
+        "| +0.50 pts | 0.038 | better |" in text
+    )
+    assert "Best: **wide**, 97.70% ± 0.20 over 3 seeds." in text
+    csv = ex.table_csv([base, wide]).splitlines()
+    assert csv[0].startswith("variant,parameters,epochs,mean_accuracy,std_accuracy")
+    assert csv[2].startswith(
+        "wide,1000,5,0.977000,0.002000,0.975000,0.979000,3,5.00,0.005000,0.0375901,better"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweeps
+
+
+class Trainer:
+    """train_and_save, counting calls; fails for the variants named in `broken`."""
+
+    def __init__(self, broken=()):
+        self.calls = []
+        self.broken = set(broken)
+
+    def __call__(self, spec, data, folder):
+        self.calls.append((folder.parent.name, spec.seed))
+        if folder.parent.name in self.broken:
+            raise RuntimeError("out of memory")
+        return train_and_save(spec, data, "mnist", folder)
+
+
+def test_a_tiny_grid_on_synthetic_data(tmp_path, tiny):
+    plan = ex.read(write(tmp_path, GOOD))
+    out = tmp_path / "sweep"
+    events = ex.sweep(plan, out, tiny, Trainer())
+    assert [e.status for e in events] == ["done"] * 4
+    for variant, seed in (("base", 1), ("base", 2), ("wide", 1), ("wide", 2)):
+        meta_ = runs.read_meta(out / "runs" / variant / f"seed-{seed}")
+        assert meta_["spec"]["seed"] == seed
+    rows = ex.compare(ex.collect(plan, out), plan.baseline)
+    assert [r.variant for r in rows] == ["base", "wide"]
+    assert [r.parameters for r in rows] == [784 * 16 + 16 + 170, 784 * 32 + 32 + 330]
+    assert all(len(r.accuracies) == 2 for r in rows)
+
+
+def test_an_interrupted_sweep_resumes_without_redoing_finished_runs(tmp_path, tiny):
+    plan = ex.read(write(tmp_path, GOOD))
+    out = tmp_path / "sweep"
+    first = Trainer()
+
+    def stop_after_two(event):
+        if event.index == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ex.sweep(plan, out, tiny, first, stop_after_two)
+    assert first.calls == [("base", 1), ("base", 2)]
+    # A process killed while saving leaves its temporary folder: it is cleared and redone.
+    stale = out / "runs" / "wide" / ".seed-1.abc.tmp"
+    stale.mkdir(parents=True)
+
+    second = Trainer()
+    events = ex.sweep(plan, out, tiny, second)
+    assert [e.status for e in events] == ["skipped", "skipped", "done", "done"]
+    assert second.calls == [("wide", 1), ("wide", 2)]
+    assert not stale.exists()
+    assert (
+        events[0].accuracy
+        == runs.read_meta(out / "runs" / "base" / "seed-1")["metrics"]["accuracy"]
+    )
+
+
+def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, tiny):
+    plan = ex.read(write(tmp_path, GOOD))
+    out = tmp_path / "sweep"
+    events = ex.sweep(plan, out, tiny, Trainer(broken={"base"}))
+    assert [e.status for e in events] == ["failed", "failed", "done", "done"]
+    record = json.loads((out / "failed" / "base-seed-1.json").read_text())
+    assert record["error"] == "RuntimeError: out of memory"
+    assert "Traceback" in record["traceback"]
+
+    events = ex.sweep(plan, out, tiny, Trainer())
+    assert [e.status for e in events] == ["done", "done", "skipped", "skipped"]
+    assert not (out / "failed" / "base-seed-1.json").exists()
+
+
+def test_a_changed_file_does_not_mix_with_old_runs(tmp_path, tiny):
+    out = tmp_path / "sweep"
+    ex.sweep(ex.read(write(tmp_path, GOOD)).with_seeds(1), out, tiny, Trainer())
+    changed = ex.read(write(tmp_path, GOOD.replace("hidden = [32]", "hidden = [64]")))
+    with pytest.raises(MnistlabError, match="was made with another spec"):
+        ex.sweep(changed.with_seeds(1), out, tiny, Trainer())
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+
+
+@pytest.fixture
+def fake_data(monkeypatch, tiny):
+    monkeypatch.setattr(cli, "load_data", lambda name, data_dir, offline: tiny)
+
+
+def test_dry_run_lists_the_runs_and_trains_nothing(tmp_path):
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(
+        cli.cli,
+        ["experiment", str(write(tmp_path, GOOD)), "--out", str(out), "--dry-run", "--seeds", "3"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 variants x 3 seeds [1, 2, 3] on mnist = 6 runs" in result.output
+    assert result.output.count(" seed ") == 6
+    assert "Rough estimate for what is left:" in result.output
+    assert not out.exists()
+
+
+def test_experiment_and_compare_from_the_command_line(tmp_path, fake_data):
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(
+        cli.cli, ["experiment", str(write(tmp_path, GOOD)), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "[1/4] base seed 1: " in result.output
+    assert "[4/4] wide seed 2: " in result.output
+    assert "Best: **" in result.output
+    for name in ("results.md", "results.csv", "results.json", "accuracy.png"):
+        assert (out / name).stat().st_size > 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["seeds"] == [1, 2]
+    assert [r["variant"] for r in results["rows"]] == ["base", "wide"]
+    assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+
+    again = CliRunner().invoke(
+        cli.cli, ["experiment", str(write(tmp_path, GOOD)), "--out", str(out)]
+    )
+    assert again.output.count("(finished earlier, kept)") == 4
+
+    folders = [str(p) for p in sorted((out / "runs").glob("*/seed-*"))]
+    result = CliRunner().invoke(cli.cli, ["compare", *folders])
+    assert result.exit_code == 0, result.output
+    assert "| hidden=16 epochs=1 |" in result.output
+    assert "| hidden=32 epochs=1 |" in result.output
+
+
+def test_mixed_backends_are_refused(tmp_path):
+    text = GOOD + 'backend = "jax"\n'
+    result = CliRunner().invoke(cli.cli, ["experiment", str(write(tmp_path, text))])
+    assert result.exit_code == 2
+    assert "variants use several backends (jax, tensorflow)" in result.output
