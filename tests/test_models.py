@@ -49,3 +49,18 @@ def test_summary_is_keras_own_table():
     text = summary_text(build(preset("lab")))
     assert "Total params: 101,770" in text
     assert "Dense" in text
+
+
+def test_a_cosine_schedule_decays_to_zero_over_all_steps():
+    model = build(Spec(schedule="cosine", epochs=2, learning_rate=0.01), steps_per_epoch=50)
+    schedule = model.optimizer._learning_rate
+    assert float(schedule(0)) == pytest.approx(0.01)
+    assert float(schedule(50)) == pytest.approx(0.005, rel=1e-4)  # half way: cos(pi / 2)
+    assert float(schedule(100)) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_constant_rate_is_the_lab_default():
+    model = build(preset("lab"))
+    assert not isinstance(
+        model.optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule
+    )

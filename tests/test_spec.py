@@ -95,6 +95,7 @@ def test_integers_are_fine_where_floats_are_asked():
         ("optimizer", "adamax", "one of adam, adamw"),
         ("backend", "torch", "one of tensorflow, jax"),
         ("activation", "relu6", "one of relu"),
+        ("schedule", "step", "one of constant, cosine"),
     ],
 )
 def test_out_of_range_values_say_what_is_allowed(key, value, want):

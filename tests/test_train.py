@@ -153,3 +153,23 @@ def test_loading_what_is_not_a_run(tmp_path):
     (tmp_path / "model.keras").write_bytes(b"not a zip")
     with pytest.raises(MnistlabError, match="holds a damaged run"):
         runs.load(tmp_path)
+
+
+def test_a_cosine_run_saves_and_loads(tmp_path, tiny):
+    spec = Spec(epochs=1, schedule="cosine")
+    model, history = train(spec, tiny, verbose=0)
+    # 400 images, 80 held out, batches of 32: 10 steps, the whole schedule.
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-8)
+    metrics = evaluate(model, *tiny.test)
+    runs.save(
+        tmp_path / "run",
+        model,
+        spec,
+        "mnist",
+        tiny.class_names,
+        history,
+        metrics,
+        {"train": 1.0},
+        "synthetic",
+    )
+    assert runs.load(tmp_path / "run").spec.schedule == "cosine"

@@ -19,7 +19,7 @@ import click
 from mnistlab import backend
 from mnistlab import data as datamod
 from mnistlab.errors import MnistlabError
-from mnistlab.spec import BACKENDS, PRESETS, Spec, preset
+from mnistlab.spec import BACKENDS, PRESETS, SCHEDULES, Spec, preset
 
 F = Callable[..., Any]
 
@@ -86,6 +86,11 @@ def spec_options(f: F) -> F:
             "--validation-split", type=float, help="Fraction of training data held out (lab: 0.2)."
         ),
         click.option("--lr", "learning_rate", type=float, help="Learning rate (adam: 0.001)."),
+        click.option(
+            "--schedule",
+            type=click.Choice(SCHEDULES),
+            help="Learning rate: constant (lab), or cosine decay to 0.",
+        ),
         click.option("--seed", type=int, help="Random seed (default 1)."),
         click.option(
             "--backend",

@@ -14,8 +14,10 @@ INPUT_SIZE = 28 * 28
 LOSS = "sparse_categorical_crossentropy"
 
 
-def build(spec: Spec) -> keras.Model:
-    """A compiled `Sequential` model; seed first (`keras.utils.set_random_seed`) to fix weights."""
+def build(spec: Spec, steps_per_epoch: int = 1500) -> keras.Model:
+    """A compiled `Sequential` model; seed first (`keras.utils.set_random_seed`) to fix weights.
+    `steps_per_epoch` sets the length of a cosine schedule (1500 for the lab's 48,000 images
+    in batches of 32)."""
     layers: list[keras.layers.Layer] = []
     for units in spec.hidden:
         layers.append(keras.layers.Dense(units, activation=spec.activation))
@@ -23,9 +25,13 @@ def build(spec: Spec) -> keras.Model:
             layers.append(keras.layers.Dropout(spec.dropout))
     layers.append(keras.layers.Dense(spec.num_classes, activation="softmax"))
     model = keras.Sequential([keras.Input((INPUT_SIZE,)), *layers], name="mnistlab")
-    optimizer = keras.optimizers.get(
-        {"class_name": spec.optimizer, "config": {"learning_rate": spec.learning_rate}}
-    )
+    rate: float | keras.optimizers.schedules.LearningRateSchedule = spec.learning_rate
+    if spec.schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(
+            spec.learning_rate, decay_steps=spec.epochs * steps_per_epoch
+        )
+    optimizer = keras.optimizers.get({"class_name": spec.optimizer, "config": {}})
+    optimizer.learning_rate = rate
     model.compile(optimizer=optimizer, loss=LOSS, metrics=["accuracy"])
     return model
 

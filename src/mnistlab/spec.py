@@ -18,6 +18,7 @@ from mnistlab.errors import MnistlabError
 
 BACKENDS = ("tensorflow", "jax")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
+SCHEDULES = ("constant", "cosine")
 ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "elu", "selu", "swish")
 
 
@@ -31,6 +32,7 @@ class Spec:
     validation_split: float = 0.2  # the last fraction of the training set, as Keras takes it
     optimizer: str = "adam"
     learning_rate: float = 0.001  # Keras's default for adam
+    schedule: str = "constant"  # or "cosine": decay to 0 over all the training steps
     seed: int = 1
     backend: str = "tensorflow"
     num_classes: int = field(default=10, repr=False)
@@ -56,6 +58,7 @@ class Spec:
             ("optimizer", OPTIMIZERS),
             ("activation", ACTIVATIONS),
             ("backend", BACKENDS),
+            ("schedule", SCHEDULES),
         ):
             if getattr(self, key) not in allowed:
                 raise invalid(key, getattr(self, key), f"one of {', '.join(allowed)}")

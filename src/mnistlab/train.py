@@ -5,6 +5,7 @@
 Same spec (seed included), same backend, same machine: the same weights and the same numbers.
 """
 
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +41,8 @@ def train(
         raise RuntimeError(f"spec asks for {spec.backend}, Keras runs {keras.backend.backend()}")
     seed_everything(spec)
     x_train, y_train = data.train
-    model = build(spec)
+    fitted = len(x_train) - int(len(x_train) * spec.validation_split)  # as Keras splits
+    model = build(spec, steps_per_epoch=math.ceil(fitted / spec.batch_size))
     timer = EpochTimer()
     fit = model.fit(
         preprocess(x_train),
