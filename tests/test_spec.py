@@ -96,6 +96,7 @@ def test_integers_are_fine_where_floats_are_asked():
         ("backend", "torch", "one of tensorflow, jax"),
         ("activation", "relu6", "one of relu"),
         ("schedule", "step", "one of constant, cosine"),
+        ("shift", 9, "a number of pixels from 0 to 8"),
     ],
 )
 def test_out_of_range_values_say_what_is_allowed(key, value, want):

@@ -10,7 +10,7 @@ from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import evaluate
 from mnistlab.predict import predict, top
 from mnistlab.spec import Spec
-from mnistlab.train import train
+from mnistlab.train import shift_images, train
 
 QUICK = Spec(epochs=2, batch_size=32)
 
@@ -173,3 +173,46 @@ def test_a_cosine_run_saves_and_loads(tmp_path, tiny):
         "synthetic",
     )
     assert runs.load(tmp_path / "run").spec.schedule == "cosine"
+
+
+def test_shift_images_moves_each_image_within_the_limit():
+    rng = np.random.default_rng(0)
+    images = np.zeros((200, 28, 28), np.uint8)
+    images[:, 13, 13] = 255  # one lit pixel in the middle
+    shifted = shift_images(images, 2, rng)
+    assert shifted.shape == images.shape
+    assert shifted.dtype == np.uint8
+    rows, cols = np.nonzero(shifted.reshape(200, -1) == 255)
+    assert np.array_equal(rows, np.arange(200))  # each image keeps its one pixel
+    dy, dx = cols // 28 - 13, cols % 28 - 13
+    assert set(dy) == set(dx) == {-2, -1, 0, 1, 2}  # every shift in range occurs, no other
+
+
+def test_shift_images_fills_the_edge_with_black():
+    rng = np.random.default_rng(1)
+    images = np.full((50, 28, 28), 255, np.uint8)
+    shifted = shift_images(images, 3, rng)
+    moved = (shifted == 0).any(axis=(1, 2))
+    assert moved.mean() > 0.8  # most images moved, and what came in is black
+    assert (shifted[~moved] == 255).all()
+
+
+def test_training_with_shifts_is_deterministic_and_keeps_the_validation_split(tiny):
+    spec = Spec(epochs=2, shift=2)
+    (m1, h1), (m2, h2) = train(spec, tiny, verbose=0), train(spec, tiny, verbose=0)
+    assert h1["loss"] == h2["loss"]
+    assert set(h1) == {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
+    for a, b in zip(m1.get_weights(), m2.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert m1.count_params() == 101_770  # the augmentation adds no weights
+    plain = train(Spec(epochs=2), tiny, verbose=0)[1]
+    assert plain["loss"] != h1["loss"]
+
+    steps = []
+
+    class Count(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            steps.append(batch)
+
+    train(Spec(epochs=1, shift=2), tiny, verbose=0, callbacks=[Count()])
+    assert len(steps) == 10  # 320 of the 400 images, the last 80 held out as without shifts

@@ -80,6 +80,11 @@ def spec_options(f: F) -> F:
         ),
         click.option("--hidden", help="Hidden layer sizes, comma-separated, e.g. 256,64."),
         click.option("--dropout", type=float, help="Dropout rate after each hidden layer, [0, 1)."),
+        click.option(
+            "--shift",
+            type=int,
+            help="Move training images by up to this many pixels, anew each epoch.",
+        ),
         click.option("--epochs", type=int, help="Passes over the training set (lab: 5)."),
         click.option("--batch-size", type=int, help="Images per step (lab: 32)."),
         click.option(

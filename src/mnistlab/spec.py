@@ -27,6 +27,7 @@ class Spec:
     hidden: tuple[int, ...] = (128,)  # units of each hidden Dense layer
     activation: str = "relu"
     dropout: float = 0.0  # rate of the Dropout after each hidden layer; 0 means none
+    shift: int = 0  # pixels: each training image moved by up to this much, anew each epoch
     epochs: int = 5
     batch_size: int = 32
     validation_split: float = 0.2  # the last fraction of the training set, as Keras takes it
@@ -44,6 +45,8 @@ class Spec:
             raise invalid("hidden", self.hidden, "one or more layer sizes, each at least 1")
         if not 0 <= self.dropout < 1:
             raise invalid("dropout", self.dropout, "a rate in [0, 1)")
+        if not 0 <= self.shift <= 8:
+            raise invalid("shift", self.shift, "a number of pixels from 0 to 8")
         if self.epochs < 1:
             raise invalid("epochs", self.epochs, "at least 1")
         if self.batch_size < 1:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 from mnistlab import runs
 from mnistlab.data import Dataset, preprocess
@@ -41,21 +42,64 @@ def train(
         raise RuntimeError(f"spec asks for {spec.backend}, Keras runs {keras.backend.backend()}")
     seed_everything(spec)
     x_train, y_train = data.train
-    fitted = len(x_train) - int(len(x_train) * spec.validation_split)  # as Keras splits
+    fitted = math.floor(len(x_train) * (1 - spec.validation_split))  # where Keras splits
     model = build(spec, steps_per_epoch=math.ceil(fitted / spec.batch_size))
     timer = EpochTimer()
-    fit = model.fit(
-        preprocess(x_train),
-        y_train,
-        epochs=spec.epochs,
-        batch_size=spec.batch_size,
-        validation_split=spec.validation_split,
-        verbose=verbose,
-        callbacks=[timer, *callbacks],
-    )
+    fit_options = dict(epochs=spec.epochs, verbose=verbose, callbacks=[timer, *callbacks])
+    if spec.shift:
+        x = x_train[:fitted]
+        shifted = ShiftedImages(x, y_train[:fitted], spec.batch_size, spec.shift, spec.seed)
+        held_out = (preprocess(x_train[fitted:]), y_train[fitted:])
+        fit = model.fit(shifted, validation_data=held_out, **fit_options)
+    else:
+        fit = model.fit(
+            preprocess(x_train),
+            y_train,
+            batch_size=spec.batch_size,
+            validation_split=spec.validation_split,
+            **fit_options,
+        )
     history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
     history["seconds"] = timer.seconds
     return model, history
+
+
+class ShiftedImages(keras.utils.PyDataset):
+    """Training batches in a new order each epoch, each image moved by up to `shift` pixels
+    in each direction (empty border filled with 0): the network sees new variants of the
+    digits every epoch. NumPy does it on integer shifts, several times faster here than Keras's
+    RandomTranslation layer on the JAX backend (1024x2 network: 44 s an epoch against 7 s)."""
+
+    def __init__(
+        self, images: np.ndarray, labels: np.ndarray, batch_size: int, shift: int, seed: int
+    ) -> None:
+        super().__init__()
+        self.images, self.labels = images, labels
+        self.batch_size, self.shift = batch_size, shift
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(images))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        return preprocess(shift_images(self.images[chosen], self.shift, self.rng)), self.labels[
+            chosen
+        ]
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.images))
+
+
+def shift_images(images: np.ndarray, shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Each image moved by its own random (dy, dx) in [-shift, shift], the edge filled with 0."""
+    n, height, width = images.shape
+    padded = np.pad(images, ((0, 0), (shift, shift), (shift, shift)))
+    dy, dx = rng.integers(0, 2 * shift + 1, size=(2, n))
+    rows = dy[:, None] + np.arange(height)[None, :]
+    cols = dx[:, None] + np.arange(width)[None, :]
+    return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 class EpochTimer(keras.callbacks.Callback):
