@@ -8,9 +8,10 @@ from mnistlab import runs
 from mnistlab.data import Dataset, preprocess
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import evaluate
+from mnistlab.models import build
 from mnistlab.predict import predict, top
 from mnistlab.spec import Spec
-from mnistlab.train import shift_images, train
+from mnistlab.train import execution_steps, shift_images, train
 
 QUICK = Spec(epochs=2, batch_size=32)
 
@@ -36,14 +37,8 @@ def test_the_lab_recipe_learns_the_synthetic_classes(trained, tiny):
 def test_validation_is_the_last_fifth_of_the_training_set(tiny):
     # Keras holds out the last 20% before shuffling: 400 images -> 320 train, 80 validation,
     # so 10 steps of 32 per epoch.
-    steps = []
-
-    class Count(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            steps.append(batch)
-
-    train(Spec(epochs=1), tiny, verbose=0, callbacks=[Count()])
-    assert len(steps) == 10
+    model, _ = train(Spec(epochs=1), tiny, verbose=0)
+    assert int(model.optimizer.iterations) == 10
 
 
 def test_loss_falls_when_overfitting_a_small_batch(tiny):
@@ -208,11 +203,30 @@ def test_training_with_shifts_is_deterministic_and_keeps_the_validation_split(ti
     plain = train(Spec(epochs=2), tiny, verbose=0)[1]
     assert plain["loss"] != h1["loss"]
 
-    steps = []
+    model, _ = train(Spec(epochs=1, shift=2), tiny, verbose=0)
+    assert (
+        int(model.optimizer.iterations) == 10
+    )  # 320 of the 400 images, the last 80 held out as without shifts
 
-    class Count(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            steps.append(batch)
 
-    train(Spec(epochs=1, shift=2), tiny, verbose=0, callbacks=[Count()])
-    assert len(steps) == 10  # 320 of the 400 images, the last 80 held out as without shifts
+def test_the_fast_path_trains_what_plain_fit_trains(tiny):
+    spec = Spec(epochs=2)
+    fast, _ = train(spec, tiny, verbose=0)
+    assert fast.steps_per_execution == execution_steps(spec.backend, 10) > 1
+
+    keras.utils.set_random_seed(spec.seed)  # the lab's own cells: one step a call
+    plain = build(spec, steps_per_execution=1)
+    plain.fit(
+        preprocess(tiny.train[0]),
+        tiny.train[1],
+        epochs=2,
+        batch_size=32,
+        validation_split=0.2,
+        verbose=0,
+    )
+    assert plain.count_params() == fast.count_params() == 101_770
+    assert plain.loss == fast.loss
+    for a, b in zip(plain.get_weights(), fast.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    accuracies = [evaluate(m, *tiny.test)["accuracy"] for m in (plain, fast)]
+    assert accuracies[0] == pytest.approx(accuracies[1], abs=0.02)

@@ -1,5 +1,7 @@
 """Test-set metrics, computed from `predict` so that evaluation and prediction agree exactly."""
 
+from typing import Any
+
 import keras
 import numpy as np
 
@@ -8,7 +10,7 @@ from mnistlab.predict import predict
 EPSILON = 1e-7  # Keras clips probabilities the same way before taking the log
 
 
-def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> dict[str, object]:
+def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """Loss (sparse categorical cross-entropy), accuracy, per-class accuracy and the confusion
     matrix (rows: true class, columns: predicted) for uint8 images and their labels."""
     probabilities = predict(model, images)

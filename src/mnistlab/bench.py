@@ -1,0 +1,124 @@
+"""Training speed, side by side: the lab's recipe exactly as the lab writes it, and mnistlab's
+default path, on the same data, the same model, batch size, optimiser and split.
+
+Keras picks its backend once per process, so each path runs in a process of its own:
+
+    python -m mnistlab.bench plain|mnistlab EPOCHS   # prints one JSON line
+
+`mnistlab bench` starts both and prints the comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from mnistlab import backend
+from mnistlab.errors import MnistlabError
+
+PATHS = ("plain", "mnistlab")
+
+
+def device() -> str:
+    """The device Keras computes on, in words."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        d = jax.devices()[0]
+        return f"jax {d.platform}: {d.device_kind}"
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    return f"tensorflow {'GPU: ' + gpus[0].name if gpus else 'CPU'}"
+
+
+def measure(path: str, epochs: int) -> dict[str, Any]:
+    """Train the lab's model for `epochs` by `path` and time each epoch. Call after
+    `backend.use()`: "plain" wants TensorFlow, "mnistlab" the default backend."""
+    import keras
+
+    from mnistlab import data
+    from mnistlab.evaluate import evaluate
+    from mnistlab.spec import preset
+    from mnistlab.train import EpochTimer, train
+
+    mnist = data.load("mnist")
+    spec = preset("lab").replace(epochs=epochs, backend=keras.backend.backend())
+    timer = EpochTimer()
+    if path == "plain":  # the lab's cells, word for word
+        keras.utils.set_random_seed(spec.seed)
+        (x_train, y_train), (x_test, y_test) = mnist.train, mnist.test
+        x_train = x_train.reshape(-1, 784) / 255.0
+        x_test = x_test.reshape(-1, 784) / 255.0
+        model = keras.Sequential(
+            [
+                keras.Input((784,)),
+                keras.layers.Dense(128, activation="relu"),
+                keras.layers.Dense(10, activation="softmax"),
+            ]
+        )
+        model.compile(
+            optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
+        model.fit(
+            x_train,
+            y_train,
+            epochs=epochs,
+            batch_size=32,
+            validation_split=0.2,
+            verbose=0,
+            callbacks=[timer],
+        )
+        accuracy = float(model.evaluate(x_test, y_test, verbose=0)[1])
+        parameters = model.count_params()
+    else:
+        model, _ = train(spec, mnist, verbose=0, callbacks=[timer])
+        accuracy = float(evaluate(model, *mnist.test)["accuracy"])
+        parameters = model.count_params()
+    return {
+        "path": path,
+        "backend": keras.backend.backend(),
+        "device": device(),
+        "parameters": parameters,
+        "seconds": timer.seconds,
+        "test_accuracy": accuracy,
+    }
+
+
+def run(path: str, epochs: int) -> dict[str, Any]:
+    """`measure` in a fresh process, so each path gets the backend it asks for."""
+    env = dict(os.environ)
+    if path == "plain":
+        env["KERAS_BACKEND"] = "tensorflow"
+    result = subprocess.run(
+        [sys.executable, "-m", "mnistlab.bench", path, str(epochs)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if result.returncode != 0:
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MnistlabError(f"the {path} benchmark failed: {tail}")
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def steady(seconds: list[float]) -> float:
+    """Mean seconds of the epochs after the first (which pays for tracing and compiling);
+    the one epoch there is when only one ran."""
+    rest = seconds[1:] or seconds
+    return sum(rest) / len(rest)
+
+
+def main() -> None:
+    path, epochs = sys.argv[1], int(sys.argv[2])
+    backend.use()
+    print(json.dumps(measure(path, epochs)))
+
+
+if __name__ == "__main__":
+    main()
