@@ -22,8 +22,8 @@ pytestmark = pytest.mark.realdata
 MNISTLAB = [sys.executable, "-m", "mnistlab"]
 
 
-def mnistlab(*args: str, backend: str = "tensorflow") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONUNBUFFERED": "1"}
+def mnistlab(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}  # the default, JAX
     return subprocess.run([*MNISTLAB, *args], capture_output=True, text=True, env=env, timeout=900)
 
 
@@ -49,20 +49,22 @@ def test_the_whole_lab_from_the_command_line(tmp_path):
     assert "The first training image is a 5" in out
     assert "Total params: 101,770" in out
     assert out.count("1500/1500") == 5  # five epochs of 48,000 images in batches of 32
-    assert accuracy(out) >= 97.0  # the lab's own figure is about 97.5%
+    # The lab's model: 97.38% +- 0.18 over 5 seeds; seed 1, the default, is a low draw (97.01%).
+    assert accuracy(out) >= 96.8
     assert "Model prediction: 7\nActual label: 7" in out
     assert "Traceback" not in result.stderr
 
 
-def test_jax_backend_trains_the_same_model(tmp_path):
+def test_tensorflow_backend_trains_the_same_model(tmp_path):
     run = tmp_path / "run"
-    result = mnistlab("train", "--epochs", "1", "--out", str(run), backend="jax")
+    result = mnistlab("train", "--epochs", "1", "--out", str(run), "--backend", "tensorflow")
     assert result.returncode == 0, result.stderr
-    assert "Training on mnist with jax" in result.stdout
+    assert "Training on mnist with tensorflow" in result.stdout
     assert accuracy(result.stdout) >= 95.0
     meta = json.loads((run / "run.json").read_text())
-    assert meta["backend"] == "jax"
-    # A run trained on JAX is read back by the default backend, TensorFlow.
+    assert meta["backend"] == "tensorflow"
+    assert meta["parameters"] == 101_770
+    # A run trained on TensorFlow is read back by the default backend, JAX.
     result = mnistlab("predict", str(run), "--index", "0")
     assert "Model prediction: 7" in result.stdout, result.stderr
 

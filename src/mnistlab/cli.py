@@ -18,8 +18,9 @@ import click
 
 from mnistlab import backend
 from mnistlab import data as datamod
+from mnistlab.backend import BACKENDS
 from mnistlab.errors import MnistlabError
-from mnistlab.spec import BACKENDS, PRESETS, SCHEDULES, Spec, preset
+from mnistlab.spec import PRESETS, SCHEDULES, Spec, preset
 
 F = Callable[..., Any]
 
@@ -100,7 +101,7 @@ def spec_options(f: F) -> F:
         click.option(
             "--backend",
             type=click.Choice(BACKENDS),
-            help="Keras backend (default: $KERAS_BACKEND, else tensorflow).",
+            help="Keras backend (default: $KERAS_BACKEND, else jax).",
         ),
     ]
     for option in reversed(options):
@@ -414,7 +415,7 @@ def predict_one(
     "--backend",
     "backend_name",
     type=click.Choice(BACKENDS),
-    help="Keras backend (default: $KERAS_BACKEND, else tensorflow).",
+    help="Keras backend (default: $KERAS_BACKEND, else jax).",
 )
 @click.option("--epochs", type=int, help="Override the lab's 5 epochs (e.g. 1 for a quick look).")
 @click.option(

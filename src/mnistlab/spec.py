@@ -14,9 +14,10 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from mnistlab.backend import BACKENDS
+from mnistlab.backend import default as default_backend
 from mnistlab.errors import MnistlabError
 
-BACKENDS = ("tensorflow", "jax")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 SCHEDULES = ("constant", "cosine")
 ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "elu", "selu", "swish")
@@ -35,7 +36,7 @@ class Spec:
     learning_rate: float = 0.001  # Keras's default for adam
     schedule: str = "constant"  # or "cosine": decay to 0 over all the training steps
     seed: int = 1
-    backend: str = "tensorflow"
+    backend: str = field(default_factory=default_backend)  # $KERAS_BACKEND, else jax
     num_classes: int = field(default=10, repr=False)
 
     def __post_init__(self) -> None:
