@@ -44,7 +44,7 @@ def test_summary_prints_the_parameter_count(runner):
     [
         (
             ["summary", "--hidden", "12,abc"],
-            "error: --hidden '12,abc' is not a list of layer sizes",
+            "error: --hidden '12,abc' is not a list of sizes",
         ),
         (
             ["summary", "--epochs", "0"],

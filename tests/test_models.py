@@ -1,7 +1,7 @@
 import keras
 import pytest
 
-from mnistlab.models import LOSS, build, summary_text
+from mnistlab.models import LOSS, build, parameter_count, summary_text
 from mnistlab.spec import Spec, preset
 
 # Pinned: the lab's model has 101,770 parameters, and 50,890 with 64 hidden units
@@ -64,3 +64,35 @@ def test_constant_rate_is_the_lab_default():
     assert not isinstance(
         model.optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule
     )
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        Spec(),
+        Spec(hidden=(256, 64)),
+        Spec(conv=(32, 64)),
+        Spec(conv=(16,), hidden=()),
+        Spec(conv=(8, 16, 32), hidden=(64,)),
+    ],
+)
+def test_parameter_count_without_building_matches_keras(spec):
+    assert parameter_count(spec) == build(spec).count_params()
+
+
+def test_a_convolutional_spec():
+    model = build(Spec(conv=(32, 64), hidden=(128,), dropout=0.3))
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == [
+        "Reshape",
+        "Conv2D",
+        "MaxPooling2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Flatten",
+        "Dense",
+        "Dropout",
+        "Dense",
+    ]
+    assert model.input_shape == (None, 784)  # the same flattened input as the lab's model
+    assert model.count_params() == 421_642

@@ -97,6 +97,8 @@ def test_integers_are_fine_where_floats_are_asked():
         ("activation", "relu6", "one of relu"),
         ("schedule", "step", "one of constant, cosine"),
         ("shift", 9, "a number of pixels from 0 to 8"),
+        ("conv", (8, 8, 8, 8), "up to 3 filter counts"),
+        ("conv", (0,), "up to 3 filter counts"),
     ],
 )
 def test_out_of_range_values_say_what_is_allowed(key, value, want):

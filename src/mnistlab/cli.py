@@ -79,6 +79,7 @@ def spec_options(f: F) -> F:
             show_default=True,
             help=f"Starting recipe: {', '.join(PRESETS)}.",
         ),
+        click.option("--conv", help="Filters of each convolution (3x3, then 2x2 pooling): 32,64."),
         click.option("--hidden", help="Hidden layer sizes, comma-separated, e.g. 256,64."),
         click.option("--dropout", type=float, help="Dropout rate after each hidden layer, [0, 1)."),
         click.option(
@@ -111,17 +112,23 @@ def spec_options(f: F) -> F:
 
 def make_spec(preset_name: str, hidden: str | None, **overrides: Any) -> Spec:
     spec = preset(preset_name)
-    if hidden is not None:
-        try:
-            overrides["hidden"] = tuple(int(h) for h in hidden.split(","))
-        except ValueError:
-            raise MnistlabError(
-                f"--hidden {hidden!r} is not a list of layer sizes", "write it as e.g. 256,64"
-            ) from None
-    overrides["backend"] = overrides.get("backend") or backend.default()
+    overrides["hidden"] = sizes("--hidden", hidden)
+    overrides["conv"] = sizes("--conv", overrides.get("conv"))
     spec = spec.replace(**{k: v for k, v in overrides.items() if v is not None})
     backend.use(spec.backend)
     return spec
+
+
+def sizes(option: str, text: str | None) -> tuple[int, ...] | None:
+    """`--hidden 256,64` -> (256, 64); an empty string is an empty list."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise MnistlabError(
+            f"{option} {text!r} is not a list of sizes", "write it as e.g. 256,64"
+        ) from None
 
 
 def default_out(prefix: str) -> Path:

@@ -20,6 +20,14 @@ def build(spec: Spec, steps_per_epoch: int = 1500, steps_per_execution: int = 1)
     in batches of 32); `steps_per_execution` how many training steps one compiled call runs,
     which changes the speed, not the arithmetic."""
     layers: list[keras.layers.Layer] = []
+    if spec.conv:
+        layers.append(keras.layers.Reshape((28, 28, 1)))
+        for filters in spec.conv:
+            layers.append(
+                keras.layers.Conv2D(filters, 3, padding="same", activation=spec.activation)
+            )
+            layers.append(keras.layers.MaxPooling2D(2))
+        layers.append(keras.layers.Flatten())
     for units in spec.hidden:
         layers.append(keras.layers.Dense(units, activation=spec.activation))
         if spec.dropout:
@@ -44,8 +52,12 @@ def build(spec: Spec, steps_per_epoch: int = 1500, steps_per_execution: int = 1)
 
 def parameter_count(spec: Spec) -> int:
     """Weights and biases of the model `build(spec)` makes, without building it."""
-    sizes = [INPUT_SIZE, *spec.hidden, spec.num_classes]
-    return sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
+    count, channels, side = 0, 1, 28
+    for filters in spec.conv:
+        count += 9 * channels * filters + filters
+        channels, side = filters, side // 2
+    sizes = [side * side * channels, *spec.hidden, spec.num_classes]
+    return count + sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
 
 
 def summary_text(model: keras.Model) -> str:

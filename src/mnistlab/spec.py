@@ -25,6 +25,7 @@ ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "elu", "selu", "swish")
 
 @dataclass(frozen=True)
 class Spec:
+    conv: tuple[int, ...] = ()  # filters of each 3x3 convolution, each then 2x2 max pooling
     hidden: tuple[int, ...] = (128,)  # units of each hidden Dense layer
     activation: str = "relu"
     dropout: float = 0.0  # rate of the Dropout after each hidden layer; 0 means none
@@ -42,7 +43,9 @@ class Spec:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             check_type(f.name, getattr(self, f.name), TYPES[f.name])
-        if not self.hidden or any(h < 1 for h in self.hidden):
+        if len(self.conv) > 3 or any(f < 1 for f in self.conv):
+            raise invalid("conv", self.conv, "up to 3 filter counts, each at least 1")
+        if any(h < 1 for h in self.hidden) or not (self.hidden or self.conv):
             raise invalid("hidden", self.hidden, "one or more layer sizes, each at least 1")
         if not 0 <= self.dropout < 1:
             raise invalid("dropout", self.dropout, "a rate in [0, 1)")
@@ -71,9 +74,7 @@ class Spec:
         return Spec.from_dict({**self.to_dict(), **changes})
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["hidden"] = list(self.hidden)
-        return d
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
 
     @staticmethod
     def from_dict(values: dict[str, Any]) -> Spec:
@@ -82,9 +83,7 @@ class Spec:
             raise MnistlabError(
                 f"unknown spec key {unknown[0]!r}", f"known keys: {', '.join(TYPES)}"
             )
-        values = dict(values)
-        if isinstance(values.get("hidden"), list):
-            values["hidden"] = tuple(values["hidden"])
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         return Spec(**values)
 
 
