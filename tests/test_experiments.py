@@ -300,3 +300,12 @@ def test_mixed_backends_are_refused(tmp_path):
     result = CliRunner().invoke(cli.cli, ["experiment", str(write(tmp_path, text))])
     assert result.exit_code == 2
     assert "variants use several backends (jax, tensorflow)" in result.output
+
+
+def test_the_cnn_file_is_the_cnn_preset():
+    from pathlib import Path
+
+    from mnistlab.spec import preset
+
+    plan = ex.read(Path(__file__).parent.parent / "experiments" / "cnn.toml")
+    assert plan.variants[0].spec == preset("cnn")

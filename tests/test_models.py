@@ -6,7 +6,14 @@ from mnistlab.spec import Spec, preset
 
 # Pinned: the lab's model has 101,770 parameters, and 50,890 with 64 hidden units
 # (784*64 + 64 + 64*10 + 10).
-PARAMS = {"lab": 101_770, "wide": 203_530, "deep": 109_386, "long": 101_770, "dropout": 101_770}
+PARAMS = {
+    "lab": 101_770,
+    "wide": 203_530,
+    "deep": 109_386,
+    "long": 101_770,
+    "dropout": 101_770,
+    "cnn": 824_458,
+}
 
 
 @pytest.mark.parametrize(("name", "count"), PARAMS.items())

@@ -114,6 +114,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     "deep": {"hidden": (128, 64)},
     "long": {"epochs": 10},
     "dropout": {"dropout": 0.2},
+    # A small convolutional network: 99.52% for seed 1 in 7.4 minutes on 2 cores (README).
+    # TensorFlow: 13 s an epoch here against about 50 on JAX for these convolutions.
+    "cnn": {
+        "conv": (32, 64),
+        "hidden": (256,),
+        "dropout": 0.25,
+        "shift": 2,
+        "epochs": 25,
+        "batch_size": 128,
+        "learning_rate": 0.002,
+        "schedule": "cosine",
+        "backend": "tensorflow",
+    },
 }
 
 
