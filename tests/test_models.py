@@ -1,7 +1,7 @@
 import keras
 import pytest
 
-from mnistlab.models import LOSS, build, parameter_count, summary_text
+from mnistlab.models import LOSS, build, multiply_adds, parameter_count, summary_text
 from mnistlab.spec import Spec, preset
 
 # Pinned: the lab's model has 101,770 parameters, and 50,890 with 64 hidden units
@@ -103,3 +103,9 @@ def test_a_convolutional_spec():
     ]
     assert model.input_shape == (None, 784)  # the same flattened input as the lab's model
     assert model.count_params() == 421_642
+
+
+def test_multiply_adds_of_a_forward_pass():
+    assert multiply_adds(preset("lab")) == 784 * 128 + 128 * 10
+    # 28x28 pixels x 9 x 1 x 8, then 14x14 x 9 x 8 x 16, then 7x7x16 -> 10
+    assert multiply_adds(Spec(conv=(8, 16), hidden=())) == 56_448 + 225_792 + 7_840

@@ -519,7 +519,7 @@ def experiment(
             "Keras runs one backend per process: split the file, or set one backend in [base]",
         )
     backend.use(backends.pop())
-    from mnistlab.models import parameter_count
+    from mnistlab.models import multiply_adds
     from mnistlab.train import train_and_save
 
     if seed_count is not None:
@@ -527,10 +527,11 @@ def experiment(
     out = out or Path("runs") / "experiments" / plan.name
     runs_planned = plan.plan()
     say(
-        f"Experiment {plan.name}: {len(plan.variants)} variants x {len(plan.seeds)} seeds "
+        f"Experiment {plan.name}: {plural(len(plan.variants), 'variant')} x "
+        f"{plural(len(plan.seeds), 'seed')} "
         f"{list(plan.seeds)} on {plan.dataset} = {len(runs_planned)} runs, into {out}"
     )
-    estimates = [ex.estimate_seconds(v.spec, parameter_count(v.spec)) for v, _ in runs_planned]
+    estimates = [ex.estimate_seconds(v.spec, multiply_adds(v.spec)) for v, _ in runs_planned]
     if dry_run:
         total = 0.0
         for (variant, seed), estimate in zip(runs_planned, estimates, strict=True):
@@ -584,6 +585,10 @@ class Progress:
             say(f"{where}: {event.accuracy:.2%} (finished earlier, kept)")
         else:
             say(f"{where}: {event.accuracy:.2%} in {event.seconds:.1f} s{eta}")
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def format_duration(seconds: float) -> str:

@@ -418,13 +418,14 @@ def table_json(rows: Sequence[Row], baseline: str, facts: dict[str, Any]) -> dic
 
 
 # Rough cost model for --dry-run, fitted to this project's CI machine (2 cores): seconds per
-# training step = overhead + 6 x parameters x batch / rate. Seconds per epoch measured: lab
-# recipe, TensorFlow 1.7, JAX 0.6; 1024x1024 dense at batch 128 on JAX, 4.5.
+# training step = overhead + 6 x multiply-adds x batch / rate. Seconds per epoch measured: lab
+# recipe, TensorFlow 1.7, JAX 0.6; 1024x1024 dense at batch 128 on JAX, 4.5; preset cnn on
+# TensorFlow, 13.
 STEP_OVERHEAD = {"tensorflow": 0.9e-3, "jax": 0.2e-3}  # seconds
 FLOP_RATE = 100e9  # multiply-adds x 2 per second, effective
 
 
-def estimate_seconds(spec: Spec, parameters: int, train_images: int = 60000) -> float:
+def estimate_seconds(spec: Spec, multiply_adds: int, train_images: int = 60000) -> float:
     steps = math.ceil(train_images * (1 - spec.validation_split) / spec.batch_size)
-    per_step = STEP_OVERHEAD[spec.backend] + 6 * parameters * spec.batch_size / FLOP_RATE
+    per_step = STEP_OVERHEAD[spec.backend] + 6 * multiply_adds * spec.batch_size / FLOP_RATE
     return spec.epochs * steps * per_step * 1.1  # plus validation and evaluation

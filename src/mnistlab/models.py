@@ -60,6 +60,17 @@ def parameter_count(spec: Spec) -> int:
     return count + sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
 
 
+def multiply_adds(spec: Spec) -> int:
+    """Multiply-adds of one image's forward pass: what a training step costs, unlike the
+    parameter count for convolutions, which reuse few weights at every pixel."""
+    count, channels, side = 0, 1, 28
+    for filters in spec.conv:
+        count += side * side * 9 * channels * filters
+        channels, side = filters, side // 2
+    sizes = [side * side * channels, *spec.hidden, spec.num_classes]
+    return count + sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
+
+
 def summary_text(model: keras.Model) -> str:
     """Keras's own summary table, as text."""
     out = io.StringIO()
