@@ -420,7 +420,7 @@ def table_json(rows: Sequence[Row], baseline: str, facts: dict[str, Any]) -> dic
 # Rough cost model for --dry-run, fitted to this project's CI machine (2 cores): seconds per
 # training step = overhead + 6 x multiply-adds x batch / rate. Seconds per epoch measured: lab
 # recipe, TensorFlow 1.7, JAX 0.6; 1024x1024 dense at batch 128 on JAX, 4.5; preset cnn on
-# TensorFlow, 13.
+# TensorFlow, 11 to 22 (441 s for 25 epochs).
 STEP_OVERHEAD = {"tensorflow": 0.9e-3, "jax": 0.2e-3}  # seconds
 FLOP_RATE = 100e9  # multiply-adds x 2 per second, effective
 
