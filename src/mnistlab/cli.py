@@ -7,7 +7,6 @@ commands, after `backend.use()`. Errors the user can fix print one line and exit
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -541,7 +540,7 @@ def experiment(
                 f"  {variant.name:24} seed {seed:<4} {variant.spec.backend:10} "
                 + ("finished" if done else f"~{estimate:5.0f} s")
             )
-        say(f"Rough estimate for what is left: {format_duration(total)} on 2 cores")
+        say(f"Rough estimate for what is left: {ex.format_duration(total)} on 2 cores")
         return
     loaded = load_data(plan.dataset, data_dir, offline)
     progress = Progress(estimates)
@@ -571,13 +570,15 @@ class Progress:
         self.expected = 0.0
 
     def report(self, event: Any) -> None:
+        from mnistlab import experiments as ex
+
         if event.status != "skipped":
             self.spent += event.seconds
             self.expected += self.estimates[event.index - 1]
         left = sum(self.estimates[event.index :])
         eta = ""
         if left and self.expected:
-            eta = f"; about {format_duration(left * self.spent / self.expected)} left"
+            eta = f"; about {ex.format_duration(left * self.spent / self.expected)} left"
         where = f"[{event.index}/{event.total}] {event.variant} seed {event.seed}"
         if event.status == "failed":
             say(f"{where}: FAILED after {event.seconds:.1f} s: {event.error}{eta}")
@@ -591,14 +592,6 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def format_duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def write_results(plan: Any, out: Path) -> None:
     from mnistlab import experiments as ex
 
@@ -606,44 +599,9 @@ def write_results(plan: Any, out: Path) -> None:
     if not any(groups.values()):
         raise MnistlabError(f"no finished runs in {out}", "run the experiment first")
     rows = ex.compare(groups, plan.baseline)
-    metas = [m for ms in groups.values() for m in ms]
-    facts = sweep_facts(metas, plan.dataset, list(plan.seeds))
-    write_tables(rows, plan.baseline, f"Experiment {plan.name}", facts, out)
-
-
-def sweep_facts(metas: list[dict[str, Any]], dataset: str, seeds: list[int]) -> dict[str, Any]:
-    import platform
-
-    return {
-        "dataset": dataset,
-        "seeds": seeds,
-        "runs": len(metas),
-        "backends": sorted({m["backend"] for m in metas}),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
-        "wall_seconds": round(
-            sum(m["seconds"]["train"] + m["seconds"].get("evaluate", 0) for m in metas), 1
-        ),
-    }
-
-
-def write_tables(
-    rows: list[Any], baseline: str, title: str, facts: dict[str, Any], out: Path
-) -> None:
-    from mnistlab import experiments as ex
-    from mnistlab import report, runs
-
-    lines = [
-        f"Data set {facts['dataset']}; seeds {facts['seeds']}; {facts['runs']} runs on "
-        f"{', '.join(facts['backends'])}; machine: {facts['machine']}; "
-        f"training and evaluation time in all: {format_duration(facts['wall_seconds'])}.",
-    ]
-    text = ex.markdown(rows, baseline, title, lines)
-    runs.write_text(out / "results.md", text)
-    runs.write_text(out / "results.csv", ex.table_csv(rows))
-    runs.write_json(out / "results.json", ex.table_json(rows, baseline, facts))
-    report.accuracy_by_variant(rows, baseline, title, out / "accuracy.png")
+    facts = ex.facts(groups, plan.dataset, list(plan.seeds))
     say()
-    say(text)
+    say(ex.write_results(rows, plan.baseline, f"Experiment {plan.name}", facts, out))
     say(f"Wrote {out / 'results.md'}, results.csv, results.json and accuracy.png")
 
 
@@ -658,39 +616,20 @@ def compare_command(run_dirs: tuple[Path, ...], out: Path | None) -> None:
     """The experiment table for runs made by hand: runs that differ only in seed are grouped,
     and the first group is the baseline."""
     from mnistlab import experiments as ex
-    from mnistlab import runs
 
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for path in run_dirs:
-        meta = runs.read_meta(path)
-        groups.setdefault(describe(meta), []).append(meta)
-    datasets = {m["dataset"] for ms in groups.values() for m in ms}
-    if len(datasets) > 1:
-        raise MnistlabError(
-            f"the runs are on different data sets ({', '.join(sorted(datasets))})",
-            "compare runs of one data set",
-        )
+    groups, dataset = ex.group_runs(run_dirs)
     baseline = next(iter(groups))
     rows = ex.compare(groups, baseline)
-    metas = [m for ms in groups.values() for m in ms]
-    facts = sweep_facts(metas, datasets.pop(), sorted({m["spec"]["seed"] for m in metas}))
+    facts = ex.facts(
+        groups, dataset, sorted({m["spec"]["seed"] for ms in groups.values() for m in ms})
+    )
     if out is None:
-        lines = [f"Data set {facts['dataset']}; {facts['runs']} runs"]
-        say(ex.markdown(rows, baseline, "Comparison", lines))
+        say(
+            ex.markdown(rows, baseline, "Comparison", [f"Data set {dataset}; {facts['runs']} runs"])
+        )
     else:
-        write_tables(rows, baseline, "Comparison", facts, out)
-
-
-def describe(meta: dict[str, Any]) -> str:
-    """A short name for a run's spec: what differs from the lab's recipe, seed aside."""
-    spec = Spec.from_dict(meta["spec"])
-    lab = preset("lab")
-    changes = [
-        f"{key}={','.join(map(str, value)) if isinstance(value, tuple) else value}"
-        for key, value in vars(spec).items()
-        if key not in ("seed", "backend") and value != getattr(lab, key)
-    ]
-    return " ".join(changes) or "lab"
+        say(ex.write_results(rows, baseline, "Comparison", facts, out))
+        say(f"Wrote {out / 'results.md'}, results.csv, results.json and accuracy.png")
 
 
 # ---------------------------------------------------------------------------------------------

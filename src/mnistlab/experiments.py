@@ -23,6 +23,8 @@ the finished runs. A run that fails is recorded in `failed/` and the sweep goes 
 from __future__ import annotations
 
 import math
+import os
+import platform
 import shutil
 import time
 import tomllib
@@ -415,6 +417,76 @@ def table_json(rows: Sequence[Row], baseline: str, facts: dict[str, Any]) -> dic
             for r in rows
         ],
     }
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def facts(
+    groups: dict[str, list[dict[str, Any]]], dataset: str, seeds: list[int]
+) -> dict[str, Any]:
+    """What a results table states besides its rows: seeds, machine, total time."""
+    metas = [m for ms in groups.values() for m in ms]
+    return {
+        "dataset": dataset,
+        "seeds": seeds,
+        "runs": len(metas),
+        "backends": sorted({m["backend"] for m in metas}),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
+        "wall_seconds": round(
+            sum(m["seconds"]["train"] + m["seconds"].get("evaluate", 0) for m in metas), 1
+        ),
+    }
+
+
+def write_results(
+    rows: Sequence[Row], baseline: str, title: str, facts: dict[str, Any], out: Path
+) -> str:
+    """results.md, results.csv, results.json and accuracy.png in `out`; returns the Markdown."""
+    from mnistlab import report
+
+    line = (
+        f"Data set {facts['dataset']}; seeds {facts['seeds']}; {facts['runs']} runs on "
+        f"{', '.join(facts['backends'])}; machine: {facts['machine']}; "
+        f"training and evaluation time in all: {format_duration(facts['wall_seconds'])}."
+    )
+    text = markdown(rows, baseline, title, [line])
+    runs.write_text(out / "results.md", text)
+    runs.write_text(out / "results.csv", table_csv(rows))
+    runs.write_json(out / "results.json", table_json(rows, baseline, facts))
+    report.accuracy_by_variant(rows, baseline, title, out / "accuracy.png")
+    return text
+
+
+def describe(spec_values: dict[str, Any]) -> str:
+    """A short name for a run's spec: what differs from the lab's recipe, seed aside."""
+    spec, lab = Spec.from_dict(spec_values), Spec()
+    changes = [
+        f"{key}={','.join(map(str, value)) if isinstance(value, tuple) else value}"
+        for key, value in vars(spec).items()
+        if key not in ("seed", "backend") and value != getattr(lab, key)
+    ]
+    return " ".join(changes) or "lab"
+
+
+def group_runs(paths: Iterable[Path]) -> tuple[dict[str, list[dict[str, Any]]], str]:
+    """Run folders made by hand, grouped by spec (seed aside), and their one data set."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for path in paths:
+        meta = runs.read_meta(path)
+        groups.setdefault(describe(meta["spec"]), []).append(meta)
+    datasets = {m["dataset"] for ms in groups.values() for m in ms}
+    if len(datasets) > 1:
+        raise MnistlabError(
+            f"the runs are on different data sets ({', '.join(sorted(datasets))})",
+            "compare runs of one data set",
+        )
+    return groups, datasets.pop()
 
 
 # Rough cost model for --dry-run, fitted to this project's CI machine (2 cores): seconds per
