@@ -72,7 +72,7 @@ def test_train_evaluate_predict(runner, fake_data, tmp_path, tiny):
     out = tmp_path / "run"
     result = invoke(runner, "train", "--epochs", "1", "--hidden", "32", "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert f"Training on mnist with {keras.backend.backend()}: hidden [32]" in result.output
+    assert f"Training on mnist with {keras.backend.backend()} (CPU): hidden [32]" in result.output
     assert "Test accuracy: " in result.output
     assert f"Saved run to {out}" in result.output
     assert (out / "model.keras").is_file()

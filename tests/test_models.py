@@ -13,6 +13,7 @@ PARAMS = {
     "long": 101_770,
     "dropout": 101_770,
     "cnn": 824_458,
+    "fast": 206_922,
 }
 
 
@@ -81,6 +82,8 @@ def test_constant_rate_is_the_lab_default():
         Spec(conv=(32, 64)),
         Spec(conv=(16,), hidden=()),
         Spec(conv=(8, 16, 32), hidden=(64,)),
+        Spec(batchnorm=True),
+        Spec(conv=(8, 16), hidden=(64, 32), batchnorm=True),
     ],
 )
 def test_parameter_count_without_building_matches_keras(spec):
@@ -109,3 +112,23 @@ def test_multiply_adds_of_a_forward_pass():
     assert multiply_adds(preset("lab")) == 784 * 128 + 128 * 10
     # 28x28 pixels x 9 x 1 x 8, then 14x14 x 9 x 8 x 16, then 7x7x16 -> 10
     assert multiply_adds(Spec(conv=(8, 16), hidden=())) == 56_448 + 225_792 + 7_840
+
+
+def test_batchnorm_sits_between_each_hidden_layer_and_its_activation():
+    model = build(Spec(conv=(8,), hidden=(32,), batchnorm=True, dropout=0.1))
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == [
+        "Reshape",
+        "Conv2D",
+        "BatchNormalization",
+        "Activation",
+        "MaxPooling2D",
+        "Flatten",
+        "Dense",
+        "BatchNormalization",
+        "Activation",
+        "Dropout",
+        "Dense",
+    ]
+    assert not model.layers[1].use_bias and not model.layers[6].use_bias
+    assert model.layers[-1].use_bias  # the output layer keeps its bias and softmax

@@ -11,7 +11,7 @@ from mnistlab.evaluate import evaluate
 from mnistlab.models import build
 from mnistlab.predict import predict, top
 from mnistlab.spec import Spec
-from mnistlab.train import shift_images, train
+from mnistlab.train import distort, shift_images, train
 
 QUICK = Spec(epochs=2, batch_size=32)
 
@@ -207,6 +207,54 @@ def test_training_with_shifts_is_deterministic_and_keeps_the_validation_split(ti
     assert (
         int(model.optimizer.iterations) == 10
     )  # 320 of the 400 images, the last 80 held out as without shifts
+
+
+def test_a_tiny_rotation_leaves_the_image_as_it_was():
+    images = np.random.default_rng(2).integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+    turned = distort(images, 1e-9, 0.0, np.random.default_rng(0))
+    assert turned.dtype == np.uint8
+    np.testing.assert_array_equal(turned, images)
+
+
+def test_rotation_turns_each_image_about_its_centre_within_the_limit():
+    images = np.zeros((300, 28, 28), np.uint8)
+    images[:, 4:24, 13:15] = 255  # a vertical bar through the centre
+    turned = distort(images, 30.0, 0.0, np.random.default_rng(0))
+    angles = []
+    for image in turned.astype(float):
+        rows, cols = np.nonzero(image)
+        weights = image[rows, cols]
+        assert np.average(rows, weights=weights) == pytest.approx(13.5, abs=0.3)
+        assert np.average(cols, weights=weights) == pytest.approx(13.5, abs=0.3)
+        slope = np.polyfit(rows, cols, 1, w=weights)[0]  # columns moved per row down the bar
+        angles.append(np.degrees(np.arctan(slope)))
+    assert max(np.abs(angles)) <= 31  # within the limit, bilinear blur aside
+    assert min(angles) < -20 and max(angles) > 20  # and each image turned its own way
+
+
+def test_elastic_distortion_is_smooth_keeps_the_ink_and_differs_per_image():
+    images = np.zeros((20, 28, 28), np.uint8)
+    images[:, 6:22, 6:22] = 255
+    warped = distort(images, 0.0, 34.0, np.random.default_rng(0))
+    assert warped.shape == images.shape
+    ink = warped.astype(float).sum(axis=(1, 2)) / images.astype(float).sum(axis=(1, 2))
+    assert np.all((ink > 0.6) & (ink < 1.5))  # a warp, not an erasure
+    assert not np.array_equal(warped[0], warped[1])
+    assert (warped != images).any(axis=(1, 2)).all()
+    again = distort(images, 0.0, 34.0, np.random.default_rng(0))
+    np.testing.assert_array_equal(warped, again)  # the seed decides
+
+
+def test_training_with_every_augmentation_and_batchnorm_is_deterministic(tiny):
+    spec = Spec(
+        epochs=2, conv=(4,), hidden=(16,), batchnorm=True, shift=1, rotate=10.0, elastic=20.0
+    )
+    (m1, h1), (m2, h2) = train(spec, tiny, verbose=0), train(spec, tiny, verbose=0)
+    assert h1["loss"] == h2["loss"]
+    for a, b in zip(m1.get_weights(), m2.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    shifted_only = train(spec.replace(rotate=0.0, elastic=0.0), tiny, verbose=0)[1]
+    assert shifted_only["loss"] != h1["loss"]
 
 
 def test_the_fast_path_trains_what_plain_fit_trains(tiny):

@@ -43,6 +43,24 @@ def use(name: str | None = None) -> str:
     return name
 
 
+def device() -> str:
+    """The device Keras computes on, in words: "CPU", or the accelerator's name."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        first = jax.devices()[0]
+        return "CPU" if first.platform == "cpu" else f"{first.platform.upper()} {first.device_kind}"
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "CPU"
+    details = tf.config.experimental.get_device_details(gpus[0])
+    return f"GPU {details.get('device_name', gpus[0].name)}"
+
+
 NOISE = ("I0000 ", "WARNING: All log messages before absl", "To enable the following instructions")
 
 

@@ -4,8 +4,9 @@ default path, on the same data, the same model, batch size, optimiser and split.
 Keras picks its backend once per process, so each path runs in a process of its own:
 
     python -m mnistlab.bench plain|mnistlab EPOCHS   # prints one JSON line
+    python -m mnistlab.bench to-99 0                 # seconds to 99% test accuracy
 
-`mnistlab bench` starts both and prints the comparison.
+`mnistlab bench` starts both and prints the comparison; `mnistlab bench --to-99` the third.
 """
 
 from __future__ import annotations
@@ -20,21 +21,6 @@ from mnistlab import backend
 from mnistlab.errors import MnistlabError
 
 PATHS = ("plain", "mnistlab")
-
-
-def device() -> str:
-    """The device Keras computes on, in words."""
-    import keras
-
-    if keras.backend.backend() == "jax":
-        import jax
-
-        d = jax.devices()[0]
-        return f"jax {d.platform}: {d.device_kind}"
-    import tensorflow as tf
-
-    gpus = tf.config.list_logical_devices("GPU")
-    return f"tensorflow {'GPU: ' + gpus[0].name if gpus else 'CPU'}"
 
 
 def measure(path: str, epochs: int) -> dict[str, Any]:
@@ -83,18 +69,58 @@ def measure(path: str, epochs: int) -> dict[str, Any]:
     return {
         "path": path,
         "backend": keras.backend.backend(),
-        "device": device(),
+        "device": backend.device(),
         "parameters": parameters,
         "seconds": timer.seconds,
         "test_accuracy": accuracy,
     }
 
 
-def run(path: str, epochs: int) -> dict[str, Any]:
-    """`measure` in a fresh process, so each path gets the backend it asks for."""
+def to_99(target: float = 0.99) -> dict[str, Any]:
+    """Train preset `fast`, measuring test accuracy after each epoch, and stop at the first
+    epoch that reaches `target`. Seconds are training only (the validation pass of each epoch
+    included, the test evaluation not), summed up to that epoch."""
+    import keras
+
+    from mnistlab import data
+    from mnistlab.evaluate import evaluate
+    from mnistlab.spec import preset
+    from mnistlab.train import train
+
+    mnist = data.load("mnist")
+    accuracies: list[float] = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            accuracies.append(float(evaluate(self.model, *mnist.test)["accuracy"]))
+            self.model.stop_training = accuracies[-1] >= target
+
+    spec = preset("fast")
+    _, history = train(spec, mnist, verbose=0, callbacks=[Probe()])
+    reached = accuracies[-1] >= target
+    return {
+        "path": "to-99",
+        "backend": keras.backend.backend(),
+        "device": backend.device(),
+        "spec": spec.to_dict(),
+        "target": target,
+        "reached": reached,
+        "epochs": len(accuracies),
+        "test_accuracies": accuracies,
+        "seconds": history["seconds"],
+        "seconds_to_target": sum(history["seconds"]) if reached else None,
+    }
+
+
+def run(path: str, epochs: int = 0) -> dict[str, Any]:
+    """`measure` (or `to_99`) in a fresh process, so each path gets the backend it asks for."""
+    from mnistlab.spec import PRESETS
+
     env = dict(os.environ)
     if path == "plain":
         env["KERAS_BACKEND"] = "tensorflow"
+    elif path == "to-99":
+        env["KERAS_BACKEND"] = PRESETS["fast"]["backend"]
     result = subprocess.run(
         [sys.executable, "-m", "mnistlab.bench", path, str(epochs)],
         capture_output=True,
@@ -117,7 +143,7 @@ def steady(seconds: list[float]) -> float:
 def main() -> None:
     path, epochs = sys.argv[1], int(sys.argv[2])
     backend.use()
-    print(json.dumps(measure(path, epochs)))
+    print(json.dumps(to_99() if path == "to-99" else measure(path, epochs)))
 
 
 if __name__ == "__main__":

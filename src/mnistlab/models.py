@@ -5,6 +5,7 @@ The lab's model, `build(preset("lab"))`: Input(784) -> Dense(128, relu) -> Dense
 """
 
 import io
+from typing import Any
 
 import keras
 
@@ -23,13 +24,11 @@ def build(spec: Spec, steps_per_epoch: int = 1500, steps_per_execution: int = 1)
     if spec.conv:
         layers.append(keras.layers.Reshape((28, 28, 1)))
         for filters in spec.conv:
-            layers.append(
-                keras.layers.Conv2D(filters, 3, padding="same", activation=spec.activation)
-            )
+            layers += activated(keras.layers.Conv2D, filters, spec, kernel_size=3, padding="same")
             layers.append(keras.layers.MaxPooling2D(2))
         layers.append(keras.layers.Flatten())
     for units in spec.hidden:
-        layers.append(keras.layers.Dense(units, activation=spec.activation))
+        layers += activated(keras.layers.Dense, units, spec)
         if spec.dropout:
             layers.append(keras.layers.Dropout(spec.dropout))
     layers.append(keras.layers.Dense(spec.num_classes, activation="softmax"))
@@ -50,14 +49,32 @@ def build(spec: Spec, steps_per_epoch: int = 1500, steps_per_execution: int = 1)
     return model
 
 
+def activated(
+    kind: type[keras.layers.Layer], size: int, spec: Spec, **options: Any
+) -> list[keras.layers.Layer]:
+    """A layer with its activation, or with batch normalisation between the two, as Ioffe and
+    Szegedy place it; the layer's bias is then dropped, the normalisation's shift replacing it."""
+    if not spec.batchnorm:
+        return [kind(size, activation=spec.activation, **options)]
+    return [
+        kind(size, use_bias=False, **options),
+        keras.layers.BatchNormalization(),
+        keras.layers.Activation(spec.activation),
+    ]
+
+
 def parameter_count(spec: Spec) -> int:
     """Weights and biases of the model `build(spec)` makes, without building it."""
+    # With batch normalisation a layer has no bias but 4 numbers per unit: scale, shift and
+    # the moving mean and variance (the last two not trained, but saved and counted by Keras).
+    per_unit = 4 if spec.batchnorm else 1
     count, channels, side = 0, 1, 28
     for filters in spec.conv:
-        count += 9 * channels * filters + filters
+        count += 9 * channels * filters + per_unit * filters
         channels, side = filters, side // 2
-    sizes = [side * side * channels, *spec.hidden, spec.num_classes]
-    return count + sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
+    sizes = [side * side * channels, *spec.hidden]
+    count += sum(a * b + per_unit * b for a, b in zip(sizes, sizes[1:], strict=False))
+    return count + sizes[-1] * spec.num_classes + spec.num_classes
 
 
 def multiply_adds(spec: Spec) -> int:

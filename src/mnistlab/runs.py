@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mnistlab import __version__
+from mnistlab import __version__, backend
 from mnistlab.data import atomic_write
 from mnistlab.errors import MnistlabError
 from mnistlab.spec import Spec
@@ -103,6 +103,7 @@ def save(
         "seconds": seconds,
         "data_source": source,
         "backend": keras.backend.backend(),
+        "device": backend.device(),
         "versions": versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -29,7 +29,10 @@ class Spec:
     hidden: tuple[int, ...] = (128,)  # units of each hidden Dense layer
     activation: str = "relu"
     dropout: float = 0.0  # rate of the Dropout after each hidden layer; 0 means none
+    batchnorm: bool = False  # batch normalisation before each hidden activation
     shift: int = 0  # pixels: each training image moved by up to this much, anew each epoch
+    rotate: float = 0.0  # degrees: each training image turned by up to this much, anew each epoch
+    elastic: float = 0.0  # Simard et al.'s alpha for elastic distortions (sigma 4 px); 0 is none
     epochs: int = 5
     batch_size: int = 32
     validation_split: float = 0.2  # the last fraction of the training set, as Keras takes it
@@ -51,6 +54,10 @@ class Spec:
             raise invalid("dropout", self.dropout, "a rate in [0, 1)")
         if not 0 <= self.shift <= 8:
             raise invalid("shift", self.shift, "a number of pixels from 0 to 8")
+        if not 0 <= self.rotate <= 45:
+            raise invalid("rotate", self.rotate, "a number of degrees from 0 to 45")
+        if not 0 <= self.elastic <= 100:
+            raise invalid("elastic", self.elastic, "from 0 (none) to 100 (Simard et al. use 34)")
         if self.epochs < 1:
             raise invalid("epochs", self.epochs, "at least 1")
         if self.batch_size < 1:
@@ -124,6 +131,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 25,
         "batch_size": 128,
         "learning_rate": 0.002,
+        "schedule": "cosine",
+        "backend": "tensorflow",
+    },
+    # The fewest seconds to 99% test accuracy found here (`mnistlab bench --to-99`): 99.1%
+    # after the third epoch of four. Half the filters of `cnn`: 3.5 times less arithmetic.
+    "fast": {
+        "conv": (16, 32),
+        "hidden": (128,),
+        "epochs": 4,
+        "batch_size": 128,
+        "learning_rate": 0.003,
         "schedule": "cosine",
         "backend": "tensorflow",
     },
