@@ -184,3 +184,58 @@ def test_lab_runs_every_step(runner, fake_data, tmp_path):
         "run",
         "samples.png",
     ]
+
+
+def fake_bench(monkeypatch, results):
+    from mnistlab import bench
+
+    monkeypatch.setattr(bench, "run", lambda path, epochs=0: results[path])
+
+
+def test_bench_prints_both_paths_and_the_ratio_of_later_epochs(runner, monkeypatch):
+    timing = {"backend": "jax", "device": "CPU", "parameters": 101_770}
+    fake_bench(
+        monkeypatch,
+        {
+            "plain": {**timing, "path": "plain", "seconds": [9.0, 4.0, 4.0], "test_accuracy": 0.97},
+            "mnistlab": {
+                **timing,
+                "path": "mnistlab",
+                "seconds": [3.0, 0.5, 0.5],
+                "test_accuracy": 0.9712,
+            },
+        },
+    )
+    result = invoke(runner, "bench")
+    assert result.exit_code == 0, result.output
+    assert "Ratio (plain / mnistlab, seconds per epoch after the first): 8.0x" in result.output
+    assert "97.12%" in result.output
+    assert invoke(runner, "bench", "--epochs", "0").exit_code == 2
+
+
+def to_99(accuracies):
+    return {
+        "device": "CPU",
+        "seconds": [8.0, 6.5, 6.0][: len(accuracies)],
+        "test_accuracies": accuracies,
+        "epochs": len(accuracies),
+        "reached": accuracies[-1] >= 0.99,
+        "seconds_to_target": 20.5 if accuracies[-1] >= 0.99 else None,
+    }
+
+
+def test_bench_to_99_prints_each_epoch_and_the_time_to_99(runner, monkeypatch):
+    fake_bench(monkeypatch, {"to-99": to_99([0.982, 0.988, 0.9912])})
+    result = invoke(runner, "bench", "--to-99")
+    assert result.exit_code == 0, result.output
+    assert "    3     6.0s    20.5s    99.12%" in result.output
+    assert "Time to 99.0%: 20.5 s of training (3 epochs; test evaluations not counted)" in (
+        result.output
+    )
+
+
+def test_bench_to_99_says_so_when_99_is_not_reached(runner, monkeypatch):
+    fake_bench(monkeypatch, {"to-99": to_99([0.982, 0.985, 0.9897])})
+    result = invoke(runner, "bench", "--to-99")
+    assert result.exit_code == 2
+    assert "did not reach 99.0% in 3 epochs (best 98.97%)" in result.output

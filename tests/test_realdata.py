@@ -89,3 +89,14 @@ def test_same_seed_same_test_accuracy_on_mnist():
     second = evaluate(train(spec, small, verbose=0)[0], *test)
     assert first["loss"] == second["loss"]
     assert first["accuracy"] == second["accuracy"]
+
+
+def test_bench_runs_the_plain_recipe_and_the_default_path_on_the_same_model():
+    result = mnistlab("bench", "--epochs", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    plain, fast = report["paths"]
+    assert (plain["backend"], fast["backend"]) == ("tensorflow", "jax")
+    assert plain["parameters"] == fast["parameters"] == 101_770
+    assert plain["test_accuracy"] > 0.93 and fast["test_accuracy"] > 0.93
+    assert report["ratio"] == pytest.approx(plain["seconds"][0] / fast["seconds"][0])
