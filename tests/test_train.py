@@ -11,7 +11,7 @@ from mnistlab.evaluate import evaluate
 from mnistlab.models import build
 from mnistlab.predict import predict, top
 from mnistlab.spec import Spec
-from mnistlab.train import distort, shift_images, train
+from mnistlab.train import AugmentedImages, distort, shift_images, train
 
 QUICK = Spec(epochs=2, batch_size=32)
 
@@ -255,6 +255,20 @@ def test_training_with_every_augmentation_and_batchnorm_is_deterministic(tiny):
         np.testing.assert_array_equal(a, b)
     shifted_only = train(spec.replace(rotate=0.0, elastic=0.0), tiny, verbose=0)[1]
     assert shifted_only["loss"] != h1["loss"]
+
+
+def test_flips_mirror_about_half_the_images_and_only_those(tiny):
+    x, y = tiny.train
+    batches = AugmentedImages(x, y, Spec(batch_size=400, flip=True))
+    flipped, labels = batches[0]
+    chosen = batches.order
+    plain = preprocess(x[chosen])
+    mirrored = preprocess(x[chosen][:, :, ::-1])
+    is_plain = (flipped == plain).all(axis=1)
+    is_mirrored = (flipped == mirrored).all(axis=1)
+    assert (is_plain | is_mirrored).all()
+    assert 0.4 < is_mirrored.mean() < 0.6
+    np.testing.assert_array_equal(labels, y[chosen])
 
 
 def test_the_fast_path_trains_what_plain_fit_trains(tiny):

@@ -95,6 +95,11 @@ def spec_options(f: F) -> F:
             "--rotate", type=float, help="Turn training images by up to this many degrees."
         ),
         click.option(
+            "--flip/--no-flip",
+            default=None,
+            help="Mirror half the training images, anew each epoch (for clothes, not digits).",
+        ),
+        click.option(
             "--elastic",
             type=float,
             help="Elastic distortion of training images, Simard et al.'s alpha (e.g. 34).",

@@ -33,6 +33,7 @@ class Spec:
     shift: int = 0  # pixels: each training image moved by up to this much, anew each epoch
     rotate: float = 0.0  # degrees: each training image turned by up to this much, anew each epoch
     elastic: float = 0.0  # Simard et al.'s alpha for elastic distortions (sigma 4 px); 0 is none
+    flip: bool = False  # mirror half the training images left to right, anew each epoch
     epochs: int = 5
     batch_size: int = 32
     validation_split: float = 0.2  # the last fraction of the training set, as Keras takes it
