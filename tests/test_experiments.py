@@ -302,10 +302,11 @@ def test_mixed_backends_are_refused(tmp_path):
     assert "variants use several backends (jax, tensorflow)" in result.output
 
 
-def test_the_cnn_file_is_the_cnn_preset():
+@pytest.mark.parametrize("name", ["cnn", "best"])
+def test_the_preset_files_are_their_presets(name):
     from pathlib import Path
 
     from mnistlab.spec import preset
 
-    plan = ex.read(Path(__file__).parent.parent / "experiments" / "cnn.toml")
-    assert plan.variants[0].spec == preset("cnn")
+    plan = ex.read(Path(__file__).parent.parent / "experiments" / f"{name}.toml")
+    assert plan.variants[0].spec == preset(name)

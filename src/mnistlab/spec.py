@@ -135,6 +135,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "schedule": "cosine",
         "backend": "tensorflow",
     },
+    # The strongest single network trained here: three convolutions with batch normalisation,
+    # shifts and rotations anew each epoch, a cosine schedule. 99.63% for seed 1 (README).
+    "best": {
+        "conv": (32, 64, 128),
+        "hidden": (256,),
+        "batchnorm": True,
+        "dropout": 0.4,
+        "shift": 2,
+        "rotate": 10.0,
+        "epochs": 30,
+        "batch_size": 128,
+        "learning_rate": 0.003,
+        "schedule": "cosine",
+        "backend": "tensorflow",
+    },
     # The fewest seconds to 99% test accuracy found here (`mnistlab bench --to-99`): 99.1%
     # after the third epoch of four. Half the filters of `cnn`: 3.5 times less arithmetic.
     "fast": {
