@@ -633,6 +633,30 @@ def compare_command(run_dirs: tuple[Path, ...], out: Path | None) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# mnistlab report
+
+
+@cli.command("report")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for the figures and index.html (default: FOLDER/report).",
+)
+@data_options
+def report_command(folder: Path, out: Path | None, data_dir: Path | None, offline: bool) -> None:
+    """Figures and one self-contained HTML page for a run folder or a sweep folder."""
+    backend.use()
+    from mnistlab import report
+
+    out = out or folder / "report"
+    page, figures = report.make(folder, out, lambda name: load_data(name, data_dir, offline))
+    for figure in figures:
+        say(f"Wrote {figure}")
+    say(f"Wrote {page}")
+
+
+# ---------------------------------------------------------------------------------------------
 # mnistlab bench
 
 
