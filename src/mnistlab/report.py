@@ -32,7 +32,7 @@ from mnistlab.errors import MnistlabError  # noqa: E402
 DPI = 100
 # Inches at DPI: the report's figures are exactly this many pixels times 100.
 SIZES = {
-    "samples": (10.0, 3.4),
+    "samples": (10.0, 2.9),
     "history": (10.0, 3.8),
     "confusion": (7.5, 6.5),
     "per-class": (8.0, 4.0),
@@ -402,7 +402,8 @@ def page(title: str, sections: Sequence[Section]) -> str:
 STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:1250px;margin:2em auto;padding:0 1em;"
     "color:#222}table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;"
-    "padding:3px 8px;text-align:left}.results td:nth-child(n+2){text-align:right}"
+    "padding:3px 8px;text-align:left}.results td{white-space:nowrap}"
+    ".results td:nth-child(n+2){text-align:right}.results td:last-child{text-align:left}"
     "tr.best{background:#fff3d6}figure{margin:1.5em 0}img{max-width:100%}"
     "figcaption{color:#666;font-size:0.85em}"
 )
