@@ -70,6 +70,16 @@ def test_build_follows_the_lab():
     assert "EPOCHS = 5" in full.cells[2].source and "Quick" not in full.cells[0].source
 
 
+def test_on_fashion_mnist_the_bonus_is_mnist():
+    path = notebook.default_experiments("fashion-mnist")
+    assert path.name == "fashion.toml"
+    nb = notebook.build(notebook.Settings(dataset="fashion-mnist", experiments=path.read_text()))
+    assert nb.cells[0].source.startswith("# Fashion-MNIST classification")
+    assert "## Bonus: MNIST" in [c.source.splitlines()[0] for c in nb.cells]
+    assert "DATASET = 'fashion-mnist'" in nb.cells[2].source
+    assert "BONUS = 'mnist'" in nb.cells[2].source
+
+
 def test_settings_refuse_an_experiment_on_another_data_set():
     with pytest.raises(MnistlabError, match="tiny.toml is an experiment on mnist"):
         settings(dataset="fashion-mnist").plan()
