@@ -883,3 +883,40 @@ def test_real_fashion_mnist():
     assert np.bincount(y_test, minlength=10).tolist() == [1000] * 10
     assert list(class_names) == FASHION_CLASSES
     assert source.startswith(("cache ", "Debian dataset-fashion-mnist", "https://"))
+
+
+def write_sample(folder: Path, arrays: dict[str, np.ndarray], gzipped: bool = False) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for file, array in arrays.items():
+        raw = encode_idx(array)
+        if gzipped:
+            (folder / f"{file}.gz").write_bytes(gzip.compress(raw))
+        else:
+            (folder / file).write_bytes(raw)
+    return folder
+
+
+def test_load_sample_reads_any_size_unverified(tmp_path):
+    folder = write_sample(tmp_path / "mnist", ARRAYS, gzipped=True)
+    loaded = data.load_sample("fashion-mnist", folder)
+    assert np.array_equal(loaded.train[0], ARRAYS[TRAIN_IMAGES])
+    assert np.array_equal(loaded.test[1], ARRAYS[TEST_LABELS])
+    assert loaded.class_names[0] == "T-shirt/top"
+    assert loaded.source == f"sample {folder} (unverified)"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({TRAIN_LABELS: np.zeros(5, np.uint8)}, "6 train images and 5 labels"),
+        ({TEST_IMAGES: np.zeros((4, 28, 27), np.uint8)}, "t10k images of shape (4, 28, 27)"),
+        ({TEST_LABELS: np.array([0, 1, 10, 2], np.uint8)}, "t10k label 10 is not a class"),
+    ],
+)
+def test_load_sample_refuses_inconsistent_files(tmp_path, change, message):
+    folder = write_sample(tmp_path, {**ARRAYS, **change})
+    with pytest.raises(MnistlabError, match=re.escape(message)):
+        data.load_sample("mnist", folder)
+    (folder / TRAIN_IMAGES).unlink()
+    with pytest.raises(MnistlabError, match=f"has no {TRAIN_IMAGES}"):
+        data.load_sample("mnist", folder)

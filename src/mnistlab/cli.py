@@ -652,6 +652,90 @@ def compare_command(run_dirs: tuple[Path, ...], out: Path | None) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# mnistlab report / notebook
+
+
+@cli.command("report")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for the figures and index.html (default: FOLDER/report).",
+)
+@data_options
+def report_command(folder: Path, out: Path | None, data_dir: Path | None, offline: bool) -> None:
+    """Figures and one self-contained HTML page for a run folder or a sweep folder."""
+    backend.use()
+    from mnistlab import report
+
+    out = out or folder / "report"
+    page, figures = report.make(folder, out, lambda name: load_data(name, data_dir, offline))
+    for figure in figures:
+        say(f"Wrote {figure}")
+    say(f"Wrote {page}")
+
+
+@cli.command("notebook")
+@click.option(
+    "--dataset", type=click.Choice(list(datamod.DATASETS)), default="mnist", show_default=True
+)
+@click.option(
+    "--experiments",
+    "experiments_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Experiment file for the experiments part (default: experiments/lab.toml, or "
+    "fashion.toml for fashion-mnist).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("lab.ipynb"),
+    show_default=True,
+    help="The notebook to write; its figures and runs go to NAME-files/ beside it.",
+)
+@click.option("--html", is_flag=True, help="Also export it as NAME.html.")
+@click.option("--quick", is_flag=True, help="Fewer epochs and seeds: runs in a few minutes.")
+@click.option(
+    "--sample-data",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="A folder with mnist/ and fashion-mnist/ sample IDX files, used unverified "
+    "(for a fast try or a test).",
+)
+def notebook_command(
+    dataset: str,
+    experiments_file: Path | None,
+    out: Path,
+    html: bool,
+    quick: bool,
+    sample_data: Path | None,
+) -> None:
+    """Write the lab's notebook, run every cell headless, and write its results into its text."""
+    from mnistlab import notebook
+
+    path = experiments_file or notebook.default_experiments(dataset)
+    try:
+        experiments_text = path.read_text()
+    except OSError as e:
+        raise MnistlabError(
+            f"cannot read the experiment file {path} ({e.strerror})",
+            "pass --experiments FILE (see experiments/lab.toml for the format)",
+        ) from e
+    settings = notebook.Settings(
+        dataset=dataset,
+        experiments=experiments_text,
+        experiments_name=path.name,
+        quick=quick,
+        sample=sample_data.resolve() if sample_data else None,
+        work=f"{out.stem}-files",
+    )
+    settings.plan()  # refuse a bad experiment file or path before starting a kernel
+    notebook.check_out(out)
+    log(f"Running {out} in a fresh kernel{' (quick version)' if quick else ''} ...")
+    for written in notebook.make(settings, out, html=html):
+        say(f"Wrote {written}")
+
+
+# ---------------------------------------------------------------------------------------------
 # mnistlab bench
 
 

@@ -578,6 +578,43 @@ def load(
     return Dataset((x_train, y_train), (x_test, y_test), info.class_names, source)
 
 
+def load_sample(name: str, folder: Path) -> Dataset:
+    """A data set's four IDX files (raw or .gz) from `folder`, of any size and NOT checked
+    against the published checksums: for a small sample, e.g. to try `mnistlab notebook` in
+    seconds or to test it. The images must be 28x28 and the labels name known classes."""
+    info = dataset_info(name)
+    folder = Path(folder)
+    arrays = []
+    for file in FILES:
+        found = next((p for p in (folder / file, folder / f"{file}.gz") if p.is_file()), None)
+        if found is None:
+            raise MnistlabError(
+                f"sample folder {folder} has no {file} (nor {file}.gz)",
+                "put the four IDX files of a sample there",
+            )
+        arrays.append(decode_idx(read_file(found), str(found)))
+    x_train, y_train, x_test, y_test = arrays
+    for images, labels, split in ((x_train, y_train, "train"), (x_test, y_test, "t10k")):
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1:
+            raise MnistlabError(
+                f"sample folder {folder}: {split} images of shape {images.shape} and labels "
+                f"of shape {labels.shape}",
+                "use 28x28 images and one label for each",
+            )
+        if len(images) != len(labels) or not len(labels):
+            raise MnistlabError(
+                f"sample folder {folder}: {len(images)} {split} images and {len(labels)} labels",
+                "give each image its label, at least one of each",
+            )
+        if labels.max() >= len(info.class_names):
+            raise MnistlabError(
+                f"sample folder {folder}: {split} label {labels.max()} is not a class of {name}",
+                f"use labels from 0 to {len(info.class_names) - 1}",
+            )
+    source = f"sample {folder} (unverified)"
+    return Dataset((x_train, y_train), (x_test, y_test), info.class_names, source)
+
+
 @dataclass(frozen=True)
 class FileStatus:
     dataset: str

@@ -13,7 +13,11 @@ EPSILON = 1e-7  # Keras clips probabilities the same way before taking the log
 def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """Loss (sparse categorical cross-entropy), accuracy, per-class accuracy and the confusion
     matrix (rows: true class, columns: predicted) for uint8 images and their labels."""
-    probabilities = predict(model, images)
+    return metrics(predict(model, images), labels)
+
+
+def metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """The metrics of `evaluate` from probabilities already predicted."""
     classes = probabilities.shape[1]
     picked = probabilities[np.arange(len(labels)), labels]
     predicted = probabilities.argmax(axis=1)

@@ -72,6 +72,14 @@ class Experiment:
             seeds.append(max(seeds, default=0) + 1)
         return Experiment(self.name, self.dataset, tuple(seeds), self.variants, self.baseline)
 
+    def shortened(self, seeds: int, epochs_divisor: int) -> Experiment:
+        """The first `seeds` seeds, each variant's epochs divided (at least 1): a quick look."""
+        variants = tuple(
+            Variant(v.name, v.spec.replace(epochs=max(1, v.spec.epochs // epochs_divisor)))
+            for v in self.variants
+        )
+        return Experiment(self.name, self.dataset, self.seeds[:seeds], variants, self.baseline)
+
 
 def bad_file(path: Path, problem: str) -> MnistlabError:
     return MnistlabError(f"{path}: {problem}", "see experiments/lab.toml for the format")
@@ -80,10 +88,19 @@ def bad_file(path: Path, problem: str) -> MnistlabError:
 def read(path: Path) -> Experiment:
     """Parse and check an experiment file; every problem names the key."""
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise MnistlabError(f"no experiment file at {path}", "check the path") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise bad_file(path, f"not valid TOML ({e})") from e
+    return parse(text, path)
+
+
+def parse(text: str, path: Path) -> Experiment:
+    """An experiment from the text of a file; `path` names it (its stem is the default name)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
         raise bad_file(path, f"not valid TOML ({e})") from e
     unknown = sorted(set(raw) - TOP_KEYS)
     if unknown:

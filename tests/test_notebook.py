@@ -1,0 +1,270 @@
+"""The lab's notebook: its structure, the text written from results, a failing cell, the
+command's errors, and one whole notebook executed in a kernel on a tiny sample data set, whose
+text cells must state the numbers its outputs print."""
+
+import base64
+import html
+import re
+import struct
+from pathlib import Path
+
+import nbformat
+import pytest
+from click.testing import CliRunner
+from conftest import synthetic
+from nbformat.v4 import new_code_cell, new_notebook
+
+from mnistlab import cli, notebook, report
+from mnistlab.data import FILES, encode_idx
+from mnistlab.errors import MnistlabError
+
+TINY_EXPERIMENTS = """
+dataset = "mnist"
+seeds = [1]
+[base]
+backend = "jax"
+[[variants]]
+name = "baseline"
+[[variants]]
+name = "wide"
+hidden = [256]
+"""
+WRONG_LABELS = 10  # test images given another label: the model's sure mistakes
+
+
+def write_sample(folder: Path) -> Path:
+    """mnist/ and fashion-mnist/ of 300 training and 100 test images; 10 test labels wrong."""
+    (x_train, y_train), (x_test, y_test) = synthetic(300, 0), synthetic(100, 1)
+    y_test = y_test.copy()
+    y_test[:WRONG_LABELS] = (y_test[:WRONG_LABELS] + 1) % 10
+    for name in ("mnist", "fashion-mnist"):
+        (folder / name).mkdir(parents=True)
+        for file, array in zip(FILES, (x_train, y_train, x_test, y_test), strict=True):
+            (folder / name / file).write_bytes(encode_idx(array))
+    return folder
+
+
+def settings(**changes):
+    return notebook.Settings(experiments=TINY_EXPERIMENTS, experiments_name="tiny.toml", **changes)
+
+
+def test_build_follows_the_lab():
+    nb = notebook.build(settings(quick=True, sample=Path("/tmp/sample")))
+    nbformat.validate(nb)
+    headings = [
+        c.source.splitlines()[0] for c in nb.cells if c.cell_type == "markdown" and "#" in c.source
+    ]
+    parts = [h for h in headings if h.startswith("## Part")]
+    assert [int(re.match(r"## Part (\d+)", h)[1]) for h in parts] == list(range(1, 12))
+    assert headings[-2:] == ["## Conclusion", "## Bonus: Fashion-MNIST"]
+    assert "**Quick version**" in nb.cells[0].source
+    assert "**Sample data**" in nb.cells[0].source
+    kinds = [c.metadata["mnistlab"]["text"] for c in nb.cells if "mnistlab" in c.metadata]
+    assert kinds.count("variant") == 2 and kinds.count("prediction") == 2
+    assert "conclusion" in kinds and "bonus" in kinds and "count" in kinds
+    setup = nb.cells[2].source
+    assert 'backend.use("jax")' in setup and "SAMPLE = Path('/tmp/sample')" in setup
+    assert "EPOCHS = 2" in setup and "QUICK = True" in setup
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    full = notebook.build(settings())
+    assert "EPOCHS = 5" in full.cells[2].source and "Quick" not in full.cells[0].source
+
+
+def test_on_fashion_mnist_the_bonus_is_mnist():
+    path = notebook.default_experiments("fashion-mnist")
+    assert path.name == "fashion.toml"
+    nb = notebook.build(notebook.Settings(dataset="fashion-mnist", experiments=path.read_text()))
+    assert nb.cells[0].source.startswith("# Fashion-MNIST classification")
+    assert "## Bonus: MNIST" in [c.source.splitlines()[0] for c in nb.cells]
+    assert "DATASET = 'fashion-mnist'" in nb.cells[2].source
+    assert "BONUS = 'mnist'" in nb.cells[2].source
+
+
+def test_settings_refuse_an_experiment_on_another_data_set():
+    with pytest.raises(MnistlabError, match="tiny.toml is an experiment on mnist"):
+        settings(dataset="fashion-mnist").plan()
+
+
+def test_quick_shortens_the_experiments():
+    plan = notebook.Settings(
+        experiments=notebook.default_experiments("mnist").read_text(), quick=True
+    ).plan()
+    assert plan.seeds == (1, 2)
+    assert {v.name: v.spec.epochs for v in plan.variants}["epochs-10"] == 2
+    assert {v.name: v.spec.epochs for v in plan.variants}["baseline"] == 1
+
+
+def kept(**values):
+    return {"output_type": "display_data", "metadata": {}, "data": {notebook.VALUES_MIME: values}}
+
+
+def test_fill_writes_text_from_kept_values_only():
+    nb = new_notebook(cells=[new_code_cell("")])
+    nb.cells[0].outputs = [
+        kept(units=64, hidden_params=50240, output_params=650, by_hand=50890, counted=50891),
+        kept(by_hand=50890),  # a later value of the same name wins
+    ]
+    nb.cells.append(notebook.filled("count"))
+    assert nb.cells[1].source == notebook.PENDING
+    text = notebook.fill(nb).cells[1].source
+    assert "50,240 in the hidden layer" in text and "Keras counts 50,891" in text
+    assert "**they differ**" in text
+
+
+@pytest.mark.notebook
+def test_a_failing_cell_is_reported_with_the_notebook_so_far(tmp_path, monkeypatch):
+    cells = [new_code_cell("x = 1"), new_code_cell("raise ValueError('boom')")]
+    failing = new_notebook(cells=cells)
+    monkeypatch.setattr(notebook, "build", lambda s: failing)
+    with pytest.raises(MnistlabError, match="ValueError: boom") as caught:
+        notebook.make(settings(), tmp_path / "lab.ipynb")
+    saved = nbformat.read(tmp_path / "lab.failed.ipynb", as_version=4)
+    assert saved.cells[1].outputs[0]["ename"] == "ValueError"
+    assert str(tmp_path / "lab.failed.ipynb") in caught.value.fix
+    assert not (tmp_path / "lab.ipynb").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--experiments", "no-such.toml"], "cannot read the experiment file no-such.toml"),
+        (["--dataset", "fashion-mnist", "--experiments", "{tiny}"], "an experiment on mnist"),
+        (["--out", "lab.txt", "--experiments", "{tiny}"], "lab.txt does not end in .ipynb"),
+    ],
+)
+def test_notebook_command_errors(tmp_path, args, message):
+    tiny = tmp_path / "tiny.toml"
+    tiny.write_text(TINY_EXPERIMENTS)
+    args = [a.replace("{tiny}", str(tiny)) for a in args]
+    result = CliRunner().invoke(cli.cli, ["notebook", *args])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and message in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole notebook, executed
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("notebook")
+    sample = write_sample(folder / "sample")
+    experiments = folder / "tiny.toml"
+    experiments.write_text(TINY_EXPERIMENTS)
+    out = folder / "out" / "lab.ipynb"
+    args = ["notebook", "--quick", "--html", "--sample-data", str(sample)]
+    args += ["--experiments", str(experiments), "--out", str(out)]
+    result = CliRunner().invoke(cli.cli, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-2:] == [f"Wrote {out}", f"Wrote {out.with_suffix('.html')}"]
+    return out, nbformat.read(out, as_version=4)
+
+
+def stdout(cell) -> str:
+    return "".join(o["text"] for o in cell.outputs if o.get("name") == "stdout")
+
+
+def after(nb, kind, **args):
+    """The code cell before the filled text cell of `kind`, and that text."""
+    for i, cell in enumerate(nb.cells):
+        spec = cell.metadata.get("mnistlab")
+        if spec and spec["text"] == kind and all(spec["args"].get(k) == v for k, v in args.items()):
+            code = next(c for c in reversed(nb.cells[:i]) if c.cell_type == "code")
+            return code, cell.source
+    raise AssertionError(f"no text cell {kind} {args}")
+
+
+@pytest.mark.notebook
+def test_every_cell_ran_without_errors(executed):
+    path, nb = executed
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
+    for cell in code:
+        for output in cell.outputs:
+            assert output["output_type"] != "error", output
+            assert "Traceback" not in output.get("text", "")
+    assert not [c for c in nb.cells if c.cell_type == "markdown" and c.source == notebook.PENDING]
+    assert "Source: sample" in stdout(code[1])
+
+
+@pytest.mark.notebook
+def test_figures_are_embedded_and_of_their_size(executed):
+    path, nb = executed
+    images = [
+        base64.b64decode(o["data"]["image/png"])
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    ]
+    assert len(images) == 12
+    for raw in images:
+        assert raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) > 2000
+    files = path.parent / "lab-files"
+    for name, inches in report.SIZES.items():
+        raw = (files / f"{name}.png").read_bytes()
+        assert struct.unpack(">II", raw[16:24]) == (round(inches[0] * 100), round(inches[1] * 100))
+        assert raw in images
+    html = path.with_suffix(".html").read_text()
+    assert html.count('src="data:image/png;base64,') == len(images)
+
+
+def percent(fraction: str) -> str:
+    return f"{float(fraction):.2%}"
+
+
+@pytest.mark.notebook
+def test_text_cells_state_the_printed_results(executed):
+    _, nb = executed
+    code, text = after(nb, "shapes")
+    assert "x_train shape: (300, 28, 28)" in stdout(code)
+    assert text.startswith("300 training images and 100 test images, each 28 × 28 pixels")
+
+    code, text = after(nb, "count")
+    printed = re.search(r"total ([\d,]+)\nKeras:\s+([\d,]+)", stdout(code))
+    assert printed[1] == printed[2] == "50,890"
+    assert f"{printed[1]} in all by hand, and Keras counts {printed[2]}: the two agree" in text
+
+    code, text = after(nb, "evaluation")
+    test_accuracy = re.search(r"Test accuracy: ([\d.]+)", stdout(code))[1]
+    assert float(test_accuracy) <= 1 - WRONG_LABELS / 100
+    assert f"right {percent(test_accuracy)} of the time" in text
+
+    for key in ("first_prediction", "other_prediction"):
+        code, text = after(nb, "prediction", key=key)
+        out = stdout(code).split("Test image ")[-1]
+        guess, confidence = re.search(r"Model prediction: (\S+) \(([\d.]+%)\)", out).groups()
+        label = re.search(r"Actual label:\s+(\S+)", out)[1]
+        assert f"says **{guess}** with {confidence} probability; its label is {label}" in text
+
+    code, _ = after(nb, "variant", name="baseline")
+    shown = [o.get("data", {}) for o in code.outputs]
+    table = next(data["text/markdown"] for data in shown if "text/markdown" in data)
+    rows = re.findall(r"^\| (\S+) \| ([\d,]+) \| (\d+) \| ([\d.]+% ± [\d.]+) \|", table, re.M)
+    assert [r[0] for r in rows] == ["baseline", "wide"]
+    for name, parameters, epochs, accuracy in rows:
+        _, text = after(nb, "variant", name=name)
+        assert text.startswith(f"**{name}** (")
+        assert f"{parameters} parameters, {epochs} epoch" in text
+        assert f": {accuracy} over 1 seed " in text
+    best = re.search(r"Best: \*\*(\S+)\*\*, ([\d.]+%)", table)
+    _, conclusion = after(nb, "conclusion")
+    if best[1] == "baseline":
+        assert f"the lab's recipe, {best[2]}, is the best model here" in conclusion
+    else:
+        assert f"The best model is **{best[1]}** ({best[2]}" in conclusion
+
+    code, text = after(nb, "bonus")
+    bonus = re.search(r"Test accuracy on fashion-mnist: ([\d.]+)", stdout(code))[1]
+    assert text.startswith(f"On the bonus data set the same model reaches {percent(bonus)} after")
+    assert f"against {percent(test_accuracy)} above" in text
+
+
+@pytest.mark.notebook
+def test_the_html_holds_the_text(executed):
+    path, nb = executed
+    page = html.unescape(re.sub(r"<[^>]+>", "", path.with_suffix(".html").read_text()))
+    for kind in ("conclusion", "bonus"):
+        _, text = after(nb, kind)
+        assert text.replace("**", "") in page
+    assert "Quick version" in page
