@@ -96,10 +96,7 @@ def read_image(data: bytes) -> Image.Image:
     if not data:
         raise MnistlabError("the file is empty", f"it must be a {FORMATS} image")
     if len(data) > MAX_BYTES:
-        raise MnistlabError(
-            f"the file is {len(data) / 2**20:.1f} MiB, over the limit of {MAX_BYTES // 2**20} MiB",
-            "send a smaller image (a digit needs only a few hundred pixels a side)",
-        )
+        raise too_large(len(data))
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
@@ -123,6 +120,18 @@ def read_image(data: bytes) -> Image.Image:
         raise MnistlabError(
             f"the image is damaged or truncated ({e})", f"it must be a complete {FORMATS} file"
         ) from None
+
+
+def size_text(count: int) -> str:
+    return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{count:,} bytes"
+
+
+def too_large(size: int | None) -> MnistlabError:
+    what = f"the file is {size_text(size)}" if size is not None else "the upload is too large"
+    return MnistlabError(
+        f"{what}, over the limit of {size_text(MAX_BYTES)}",
+        "send a smaller image (a digit needs only a few hundred pixels a side)",
+    )
 
 
 def too_many_pixels(size: tuple[int, int] | None) -> MnistlabError:
@@ -205,9 +214,11 @@ def find_ink(ink: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     side = max(ink.shape)
     if core.sum() < max(4, (side / 128) ** 2):
         raise no_ink()
-    # Widen to the strokes' faint anti-aliased edges, which lie under the threshold.
+    # Widen to the strokes' faint anti-aliased edges, which lie under the threshold; the box
+    # holds what is clearly ink, as MNIST's box held the strokes and not their blur.
     pieces = ndimage.binary_dilation(core, iterations=2) & (ink > floor)
-    rows, cols = np.flatnonzero(pieces.any(axis=1)), np.flatnonzero(pieces.any(axis=0))
+    visible = pieces & (ink > floor + 0.15 * (peak - floor))
+    rows, cols = np.flatnonzero(visible.any(axis=1)), np.flatnonzero(visible.any(axis=0))
     return pieces, (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1)
 
 
@@ -266,10 +277,7 @@ def read_file(path: Path) -> bytes:
     if path.is_dir():
         raise MnistlabError("it is a folder, not an image file", "name the image files in it")
     if size > MAX_BYTES:
-        raise MnistlabError(
-            f"the file is {size / 2**20:.1f} MiB, over the limit of {MAX_BYTES // 2**20} MiB",
-            "send a smaller image (a digit needs only a few hundred pixels a side)",
-        )
+        raise too_large(size)
     try:
         return path.read_bytes()
     except OSError as e:

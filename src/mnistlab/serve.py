@@ -51,7 +51,7 @@ log = logging.getLogger("mnistlab.serve")
 PREDICT_BODY = {
     "requestBody": {
         "required": True,
-        "description": f"One image of at most {pr.MAX_BYTES // 2**20} MiB and "
+        "description": f"One image of at most {pr.size_text(pr.MAX_BYTES)} and "
         f"{pr.MAX_PIXELS:,} pixels: {pr.FORMATS}.",
         "content": {
             "image/*": {"schema": {"type": "string", "format": "binary"}},
@@ -199,11 +199,8 @@ async def image_bytes(request: Request) -> bytes:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    too_big = ApiError(
-        413,
-        f"the upload is over the limit of {pr.MAX_BYTES // 2**20} MiB",
-        "send a smaller image (a digit needs only a few hundred pixels a side)",
-    )
+    limit_error = pr.too_large(None)
+    too_big = ApiError(413, limit_error.problem, limit_error.fix)
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
