@@ -201,3 +201,11 @@ def test_the_png_is_what_the_model_saw(reference):
     saved = np.asarray(Image.open(__import__("io").BytesIO(pr.png(reference))))
     assert saved.shape == (28, 28)
     assert np.array_equal(saved, np.round(reference * 255).astype(np.uint8))
+
+
+def test_a_large_jpeg_is_decoded_small_and_its_ink_box_is_in_the_files_pixels():
+    picture = strokes((3000, 2400), seven(1000, 600, 1500), 40, mode="RGB")
+    image = pr.read_image(encode(picture, "JPEG", quality=90))
+    assert max(image.size) < 1500  # decoded at 1/2, 1/4 or 1/8 of 3000
+    top, left, bottom, right = pr.prepare(image).ink_box
+    assert abs(top - 580) <= 30 and abs(left - 1000) <= 30 and abs(bottom - 2100) <= 30

@@ -55,13 +55,15 @@ CENTRE = 14.0  # where MNIST's centre of mass lies, as a row or column index
 STROKE = 2.6 / BOX  # MNIST's median stroke width, as a fraction of the box
 MIN_CONTRAST = 0.08  # the least ink contrast (of the full grey range) that counts as ink
 FORMATS = "PNG, JPEG, GIF, BMP, TIFF or WebP"
+DECODED_AT = "mnistlab.decoded_at"  # image.info key: the file's pixels per decoded pixel
 
 
 @dataclass(frozen=True)
 class Prepared:
     """An image in MNIST's form: `pixels` float32 (28, 28) in [0, 1], white ink on black.
     `inverted` says whether the picture had dark ink on a light ground; `ink_box` is the
-    ink's bounding box (top, left, bottom, right) in the picture's own pixels."""
+    ink's bounding box (top, left, bottom, right) in the picture's own pixels (the file's, for
+    a JPEG that `read_image` decoded at a reduced scale), upright."""
 
     pixels: np.ndarray
     inverted: bool
@@ -110,12 +112,15 @@ def read_image(data: bytes) -> Image.Image:
     if image.width < 1 or image.height < 1:
         raise MnistlabError("the image has no pixels", f"it must be a {FORMATS} image")
     try:
+        width = image.width
         if image.format == "JPEG":
             # Decode at 1/2, 1/4 or 1/8 scale where that still leaves WORK_SIDE: a phone photo
             # then decodes in a fraction of the time and memory.
             image.draft(image.mode, (WORK_SIDE, WORK_SIDE))
         image.load()
-        return ImageOps.exif_transpose(image)
+        upright = ImageOps.exif_transpose(image)
+        upright.info[DECODED_AT] = width / image.width
+        return upright
     except (OSError, ValueError, SyntaxError) as e:
         raise MnistlabError(
             f"the image is damaged or truncated ({e})", f"it must be a complete {FORMATS} file"
@@ -163,6 +168,7 @@ def prepare(image: Image.Image) -> Prepared:
     crop = np.where(pieces, ink, 0.0)[top_:bottom, left:right]
     crop = thicken(crop, pieces[top_:bottom, left:right])
     pixels = fit_and_centre(crop)
+    scale *= float(image.info.get(DECODED_AT, 1.0))
     original = tuple(int(round(v * scale)) for v in box)
     return Prepared(pixels, bool(inverted), original)  # type: ignore[arg-type]
 

@@ -31,11 +31,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import anyio
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -46,6 +46,7 @@ from mnistlab.errors import MnistlabError
 
 FORM_OVERHEAD = 64 * 1024  # a multipart form's boundaries and headers, beyond the file itself
 RAW_TYPES = ("application/octet-stream",)  # besides image/*
+DECODERS = 2  # pictures prepared at once
 log = logging.getLogger("mnistlab.serve")
 
 PREDICT_BODY = {
@@ -91,6 +92,9 @@ def build_app(run: runs.Run) -> FastAPI:
     # Keras builds a model's compiled forward pass on its first call: one at a time, and once
     # here rather than in the first visitor's request.
     lock = threading.Lock()
+    # Pictures are decoded and prepared two at a time (the machine's cores): a 50-megapixel PNG
+    # takes some 250 MB while it is decoded, so 40 at once (anyio's default) could take 10 GB.
+    decoders = anyio.CapacityLimiter(DECODERS)
     pr.classify(run.model, np.zeros((1, pr.SIDE, pr.SIDE), np.float32))
 
     app = FastAPI(
@@ -158,7 +162,7 @@ def build_app(run: runs.Run) -> FastAPI:
             return answer(prepared, probabilities, names)
 
         try:
-            return await run_in_threadpool(work)
+            return await anyio.to_thread.run_sync(work, limiter=decoders)
         except MnistlabError as e:
             raise ApiError(422, e.problem, e.fix) from None
 
