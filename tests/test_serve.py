@@ -176,3 +176,25 @@ def test_unknown_paths_and_methods_are_json_errors(client):
     response = client.get("/api/predict")
     assert response.status_code == 405
     assert "error" in response.json()
+
+
+def test_a_fashion_mnist_run_answers_with_class_names(tmp_path, tiny):
+    from mnistlab.data import Dataset
+    from mnistlab.spec import Spec
+    from mnistlab.train import train_and_save
+
+    names = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat")
+    names += ("Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+    fashion = Dataset(tiny.train, tiny.test, names, "synthetic")
+    train_and_save(Spec(epochs=1, hidden=(16,)), fashion, "fashion-mnist", tmp_path / "run")
+    with TestClient(create_app(tmp_path / "run")) as client:
+        model = client.get("/api/model").json()
+        assert model["dataset"] == "fashion-mnist"
+        assert model["class_names"] == list(names)
+        answer = client.post(
+            "/api/predict", content=SEVEN, headers={"Content-Type": "image/png"}
+        ).json()
+        assert answer["class_name"] == names[answer["label"]]
+        assert [t["class_name"] for t in answer["top"]] == [
+            names[t["label"]] for t in answer["top"]
+        ]
