@@ -192,8 +192,9 @@ def test_photos_are_read_through_the_command_line(mnist_run, photos):
     assert result.returncode == 0, result.stderr
     answers = json.loads(result.stdout)
     right = [a["label"] == y for a, (_, y) in zip(answers, photos, strict=True)]
-    # 97.7% on 300 such photos with a model like this one (benchmarks/photo_accuracy.py).
-    assert np.mean(right) >= 0.9, answers
+    # 95.2% on 1,000 such photos with this model, 96.4% on the same digits as MNIST stores
+    # them (benchmarks/photo_accuracy.py): 35 of 40 leaves room for a worse draw.
+    assert np.mean(right) >= 0.875, answers
     assert all(a["inverted"] for a in answers)  # dark ink on paper, every one
 
 
@@ -206,7 +207,7 @@ def test_photos_are_read_through_the_api(server, photos):
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             right.append(json.load(response)["label"] == label)
-    assert np.mean(right) >= 0.9
+    assert np.mean(right) >= 0.875
     # And a bad request to the real server: a JSON error, and it goes on serving.
     bad = urllib.request.Request(
         f"{server}/api/predict", data=b"not an image", headers={"Content-Type": "image/png"}

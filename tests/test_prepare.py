@@ -209,3 +209,24 @@ def test_a_large_jpeg_is_decoded_small_and_its_ink_box_is_in_the_files_pixels():
     assert max(image.size) < 1500  # decoded at 1/2, 1/4 or 1/8 of 3000
     top, left, bottom, right = pr.prepare(image).ink_box
     assert abs(top - 580) <= 30 and abs(left - 1000) <= 30 and abs(bottom - 2100) <= 30
+
+
+def test_damaged_files_are_errors_not_crashes():
+    # Random bytes changed, and files cut short, in each format: a damaged upload must be a
+    # clear error, never an exception of Pillow's own (which the web app would answer with 500).
+    rng = np.random.default_rng(0)
+    base = strokes((120, 120), seven(20, 20, 80), 8, mode="RGB")
+    files = [encode(base, fmt) for fmt in ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")]
+    outcomes = {"read": 0, "refused": 0}
+    for trial in range(300):
+        data = bytearray(files[trial % len(files)])
+        for _ in range(int(rng.integers(1, 6))):
+            data[int(rng.integers(0, len(data)))] = int(rng.integers(0, 256))
+        if trial % 5 == 0:
+            data = data[: int(rng.integers(1, len(data)))]
+        try:
+            pr.prepare_bytes(bytes(data))
+            outcomes["read"] += 1
+        except MnistlabError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 50 and outcomes["read"] > 50

@@ -99,6 +99,9 @@ def read_image(data: bytes) -> Image.Image:
         raise MnistlabError("the file is empty", f"it must be a {FORMATS} image")
     if len(data) > MAX_BYTES:
         raise too_large(len(data))
+    # Pillow's decoders answer a malformed file with many kinds of exception (OSError,
+    # ValueError, SyntaxError, EOFError, struct.error ...: found by mutating PNG, JPEG, GIF,
+    # BMP, TIFF and WebP files at random), so any of them means a damaged file.
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
@@ -107,6 +110,8 @@ def read_image(data: bytes) -> Image.Image:
         ) from None
     except Image.DecompressionBombError:
         raise too_many_pixels(None) from None
+    except Exception as e:
+        raise damaged(e) from None
     if image.width * image.height > MAX_PIXELS:
         raise too_many_pixels(image.size)
     if image.width < 1 or image.height < 1:
@@ -121,10 +126,16 @@ def read_image(data: bytes) -> Image.Image:
         upright = ImageOps.exif_transpose(image)
         upright.info[DECODED_AT] = width / image.width
         return upright
-    except (OSError, ValueError, SyntaxError) as e:
-        raise MnistlabError(
-            f"the image is damaged or truncated ({e})", f"it must be a complete {FORMATS} file"
-        ) from None
+    except Image.DecompressionBombError:
+        raise too_many_pixels(None) from None
+    except Exception as e:
+        raise damaged(e) from None
+
+
+def damaged(e: Exception) -> MnistlabError:
+    return MnistlabError(
+        f"the image is damaged or truncated ({e})", f"it must be a complete {FORMATS} file"
+    )
 
 
 def size_text(count: int) -> str:
@@ -153,7 +164,10 @@ def prepare_bytes(data: bytes) -> Prepared:
 
 def prepare(image: Image.Image) -> Prepared:
     """The picture of one digit, in any size and mode, as MNIST shows its digits."""
-    grey, scale = grey_levels(image)
+    try:
+        grey, scale = grey_levels(image)
+    except Exception as e:  # a mode or a frame Pillow cannot convert
+        raise damaged(e) from None
     side = max(grey.shape)
     smooth = ndimage.gaussian_filter(grey, sigma=min(1.0, side / 256))
     background = float(np.median(smooth))
