@@ -183,8 +183,8 @@ def prepare(image: Image.Image) -> Prepared:
     crop = thicken(crop, pieces[top_:bottom, left:right])
     pixels = fit_and_centre(crop)
     scale *= float(image.info.get(DECODED_AT, 1.0))
-    original = tuple(int(round(v * scale)) for v in box)
-    return Prepared(pixels, bool(inverted), original)  # type: ignore[arg-type]
+    top_, left, bottom, right = (int(round(v * scale)) for v in box)
+    return Prepared(pixels, bool(inverted), (top_, left, bottom, right))
 
 
 def grey_levels(image: Image.Image) -> tuple[np.ndarray, float]:
@@ -255,8 +255,8 @@ def thicken(crop: np.ndarray, pieces: np.ndarray) -> np.ndarray:
     crop = np.clip(crop / max(core_level, 1e-6), 0, 1)
     solid = crop > 0.5
     boundary = solid & ~ndimage.binary_erosion(solid)
-    width = 2 * solid.sum() / max(int(boundary.sum()), 1)  # a stroke of width w: area w*L,
-    # boundary 2L
+    # A stroke of width w and length L covers w*L pixels, L on each side of its boundary.
+    width = 2 * solid.sum() / max(int(boundary.sum()), 1)
     wanted = STROKE * max(crop.shape)
     grow = int(round(wanted - width))
     if grow >= 1:
