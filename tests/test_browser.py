@@ -161,6 +161,7 @@ def test_a_digit_drawn_in_the_browser_is_read(server, page, photos, tmp_path_fac
     assert seen["status"] == ""
     assert seen["preview"] > 28 * 28 * 255  # opaque black, plus the white strokes
     shot = tmp_path_factory.mktemp("screenshots") / "seven.png"
+    page.wait_for_timeout(300)  # the bars' 0.15 s transition, so the picture shows the end
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
