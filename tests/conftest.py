@@ -1,5 +1,7 @@
 """Shared fixtures: a small synthetic data set that a model can learn in one epoch."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -27,3 +29,15 @@ def synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def tiny() -> Dataset:
     """400 training and 100 test images of 10 classes."""
     return Dataset(synthetic(400, 0), synthetic(100, 1), CLASS_NAMES, "synthetic")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny) -> Path:
+    """A run folder trained for one epoch on the synthetic data: it cannot read digits, but it
+    answers in the run folder's own format."""
+    from mnistlab.spec import Spec
+    from mnistlab.train import train_and_save
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    train_and_save(Spec(epochs=1, hidden=(32,)), tiny, "mnist", out)
+    return out

@@ -5,6 +5,7 @@ import json
 import keras
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from mnistlab import cli
 
@@ -239,3 +240,85 @@ def test_bench_to_99_says_so_when_99_is_not_reached(runner, monkeypatch):
     result = invoke(runner, "bench", "--to-99")
     assert result.exit_code == 2
     assert "did not reach 99.0% in 3 epochs (best 98.97%)" in result.output
+
+
+def test_predict_image_files(runner, tiny_run, tmp_path, monkeypatch):
+    from photos import encode, seven, strokes
+
+    from mnistlab import predict as pr
+
+    good = tmp_path / "seven.png"
+    good.write_bytes(encode(strokes((300, 300), seven(50, 50, 200), 14)))
+    jpeg = tmp_path / "also" / "seven.jpg"
+    jpeg.parent.mkdir()
+    jpeg.write_bytes(encode(strokes((300, 300), seven(80, 60, 200), 14), "JPEG"))
+    (tmp_path / "notes.txt").write_text("not a picture")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "blank.png").write_bytes(encode(strokes((100, 100), [], 1)))
+    (tmp_path / "big.png").write_bytes(b"\0" * 5000)
+    monkeypatch.setattr(pr, "MAX_BYTES", 4000)
+    names = ["seven.png", "notes.txt", "empty.png", "missing.png", "blank.png", "big.png"]
+    show = tmp_path / "seen"
+    args = [str(tmp_path / n) for n in names] + [str(jpeg), "--show", str(show)]
+    result = invoke(runner, "predict", str(tiny_run), *args)
+    assert result.exit_code == 2
+    lines = result.output.splitlines()
+    ok = [line for line in lines if line.startswith(str(tmp_path)) and line.endswith("%")]
+    assert len(ok) == 2  # both sevens, each with its three most likely classes
+    assert all(line.count("%") == 3 for line in ok)
+    for name, message in [
+        ("notes.txt", "the file is not an image that can be read"),
+        ("empty.png", "the file is empty"),
+        ("missing.png", "no such file"),
+        ("blank.png", "no ink found"),
+        ("big.png", "the file is 5,000 bytes, over the limit of 4,000 bytes"),
+    ]:
+        assert f"error: {tmp_path / name}: {message}" in result.output
+    assert "error: 5 of 7 file(s) could not be read" in result.output
+    seen = sorted(p.name for p in show.iterdir())
+    assert seen == ["seven-28x28-2.png", "seven-28x28.png"]  # two files named seven
+    assert Image.open(show / "seven-28x28.png").size == (28, 28)
+
+
+def test_predict_image_files_as_json(runner, tiny_run, tmp_path):
+    from photos import encode, seven, strokes
+
+    picture = tmp_path / "seven.png"
+    picture.write_bytes(encode(strokes((300, 300), seven(50, 50, 200), 14)))
+    result = invoke(runner, "predict", str(tiny_run), str(picture), "--json")
+    assert result.exit_code == 0, result.output
+    (answer,) = json.loads(result.output)
+    assert answer["file"] == str(picture)
+    assert answer["inverted"] is True
+    assert len(answer["probabilities"]) == 10
+    assert answer["label"] == max(range(10), key=answer["probabilities"].__getitem__)
+    assert [t["label"] for t in answer["top"]][0] == answer["label"]
+    assert answer["class_name"] == str(answer["label"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "error: nothing to predict"),
+        (["x.png", "--index", "0"], "error: give either image files or --index N, not both"),
+        (["x.png", "--out", "p.png"], "error: --out goes with --index"),
+        (["--index", "0", "--show", "seen"], "error: --show goes with image files"),
+    ],
+)
+def test_predict_needs_images_or_an_index(runner, tiny_run, args, message):
+    result = invoke(runner, "predict", str(tiny_run), *args)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_serve_refuses_a_port_in_use(runner, tiny_run):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = invoke(runner, "serve", str(tiny_run), "--port", str(port))
+    assert result.exit_code == 2
+    assert f"error: cannot listen on 127.0.0.1:{port}" in result.output
+    result = invoke(runner, "serve", "/nonexistent/run")
+    assert result.exit_code == 2
+    assert "error: no run folder at /nonexistent/run" in result.output

@@ -370,24 +370,100 @@ def print_metrics(dataset: str, names: list[str], metrics: dict[str, Any]) -> No
 
 @cli.command("predict")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--index", type=int, required=True, help="Index of a test-set image.")
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--index", type=int, help="Index of a test-set image (instead of image files).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Also save the image and its probabilities as PNG.",
+    help="With --index: also save the image and its probabilities as PNG.",
+)
+@click.option(
+    "--show",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="With image files: save the 28x28 image the model saw for each, as PNG, in this folder.",
 )
 @data_options
 def predict_command(
-    run_dir: Path, index: int, as_json: bool, out: Path | None, data_dir: Path | None, offline: bool
+    run_dir: Path,
+    images: tuple[Path, ...],
+    index: int | None,
+    as_json: bool,
+    out: Path | None,
+    show: Path | None,
+    data_dir: Path | None,
+    offline: bool,
 ) -> None:
-    """Predict one test image: the class, the true label and the probabilities."""
+    """Read image files (photos, scans, drawings of one digit each), or one test image.
+
+    For each file: the three most likely classes with their probabilities. A file that cannot
+    be read gets its own error line and the others are still read; the exit code is then 2.
+    """
+    if (index is None) == (not images):
+        raise MnistlabError(
+            "give either image files or --index N, not both" if images else "nothing to predict",
+            "e.g. `mnistlab predict RUN_DIR photo.jpg` or `mnistlab predict RUN_DIR --index 0`",
+        )
+    if images and out is not None:
+        raise MnistlabError("--out goes with --index", "use --show DIR with image files")
+    if index is not None and show is not None:
+        raise MnistlabError("--show goes with image files", "use --out FILE.png with --index")
     backend.use()
     from mnistlab import runs
 
     run = runs.load(run_dir)
-    loaded = load_data(run.dataset, data_dir, offline)
-    predict_one(run, loaded, index, as_json, out)
+    if index is not None:
+        loaded = load_data(run.dataset, data_dir, offline)
+        predict_one(run, loaded, index, as_json, out)
+        return
+    failed = predict_files(run, images, as_json, show)
+    if failed:
+        raise MnistlabError(
+            f"{failed} of {len(images)} file(s) could not be read", "see the lines above"
+        )
+
+
+def predict_files(run: Any, images: tuple[Path, ...], as_json: bool, show: Path | None) -> int:
+    """Predict each file, print a line (or a JSON list) for each; return how many failed."""
+    from mnistlab import predict as pr
+
+    answers: list[dict[str, Any]] = []
+    failed = 0
+    written: set[str] = set()
+    for path in images:
+        try:
+            prepared = pr.prepare_bytes(pr.read_file(path))
+        except MnistlabError as e:
+            failed += 1
+            answers.append({"file": str(path), "error": e.problem, "fix": e.fix})
+            log(f"error: {path}: {e}")
+            continue
+        probabilities = pr.classify(run.model, prepared.pixels[None])[0]
+        answer = {"file": str(path)} | pr.describe(probabilities, run.class_names)
+        answer["inverted"] = prepared.inverted
+        if show is not None:
+            name = unique_name(f"{path.stem}-28x28", written)
+            datamod.atomic_write(show / f"{name}.png", pr.png(prepared.pixels))
+            answer["shown"] = str(show / f"{name}.png")
+        answers.append(answer)
+        if not as_json:
+            say(
+                f"{path}: "
+                + ", ".join(f"{t['class_name']} {t['probability']:.1%}" for t in answer["top"])
+            )
+    if as_json:
+        say(json.dumps(answers, indent=2))
+    return failed
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """`name`, or `name-2`, `name-3` ... if two input files share a name."""
+    candidate, n = name, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}-{n}"
+    taken.add(candidate)
+    return candidate
 
 
 def predict_one(
@@ -430,6 +506,21 @@ def predict_one(
     )
     if out is not None:
         say(f"Wrote {out}")
+
+
+@cli.command("serve")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+def serve_command(run_dir: Path, host: str, port: int) -> None:
+    """Serve a run: a page to draw on or open a photo, and an HTTP API (docs at /docs)."""
+    backend.use()
+    from mnistlab import serve
+
+    app = serve.create_app(run_dir)
+    serve.check_port(host, port)
+    log(f"Serving {run_dir} on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")
+    serve.serve(app, host, port)
 
 
 @cli.command()

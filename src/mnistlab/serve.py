@@ -1,0 +1,259 @@
+"""The web app: a drawing page and an HTTP API over one trained run, for `mnistlab serve`.
+
+`create_app(run_dir)` loads the run's model once, when the app is made, and returns a FastAPI
+app; uvicorn serves it in one process. Every picture goes through the same path as the command
+line's (`predict.read_image`, then `predict.prepare`), so the page, the API and `mnistlab
+predict` give the same answer for the same file.
+
+- `GET /`: the page (a package file, `static/index.html`): a canvas to draw on with a mouse, a
+  pen or a finger, the prediction updated as you draw, a bar for each class, the 28x28 image the
+  model saw, and a file picker for a photo.
+- `POST /api/predict`: an image as the request body (Content-Type image/... or
+  application/octet-stream) or as the one file of a multipart/form-data form. Answers the
+  label, class name, probabilities and the preprocessed image.
+- `GET /api/model`: the run's spec, data set, class names, metrics and the limits below.
+- `GET /healthz`; OpenAPI docs at `/docs`, the schema at `/openapi.json`.
+
+Bad requests get a 4xx answer with a JSON body `{"error": ..., "fix": ...}`: 400 for an empty
+or malformed request, 413 over the size limit (checked from Content-Length and again while
+reading, so a client that does not declare its size cannot send more), 415 for a content type
+that is not an image, 422 for a file that is not a readable image or shows no ink.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import socket
+import threading
+from collections.abc import AsyncGenerator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from mnistlab import __version__, runs
+from mnistlab import predict as pr
+from mnistlab.errors import MnistlabError
+
+FORM_OVERHEAD = 64 * 1024  # a multipart form's boundaries and headers, beyond the file itself
+RAW_TYPES = ("application/octet-stream",)  # besides image/*
+DECODERS = 2  # pictures prepared at once
+log = logging.getLogger("mnistlab.serve")
+
+PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": f"One image of at most {pr.size_text(pr.MAX_BYTES)} and "
+        f"{pr.MAX_PIXELS:,} pixels: {pr.FORMATS}.",
+        "content": {
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+        },
+    }
+}
+
+
+class ApiError(Exception):
+    """A bad request: its HTTP status, what is wrong and what to do about it."""
+
+    def __init__(self, status: int, problem: str, fix: str = "") -> None:
+        super().__init__(problem)
+        self.status, self.problem, self.fix = status, problem, fix
+
+
+def error_response(status: int, problem: str, fix: str = "") -> JSONResponse:
+    return JSONResponse({"error": problem, "fix": fix}, status_code=status)
+
+
+def create_app(run_dir: Path) -> FastAPI:
+    """The app over the run at `run_dir`, its model loaded once, here."""
+    return build_app(runs.load(run_dir))
+
+
+def build_app(run: runs.Run) -> FastAPI:
+    page = resources.files("mnistlab").joinpath("static/index.html").read_text(encoding="utf-8")
+    names = run.class_names
+    # Keras builds a model's compiled forward pass on its first call: one at a time, and once
+    # here rather than in the first visitor's request.
+    lock = threading.Lock()
+    # Pictures are decoded and prepared two at a time (the machine's cores): a 50-megapixel PNG
+    # takes some 250 MB while it is decoded, so 40 at once (anyio's default) could take 10 GB.
+    decoders = anyio.CapacityLimiter(DECODERS)
+    pr.classify(run.model, np.zeros((1, pr.SIDE, pr.SIDE), np.float32))
+
+    app = FastAPI(
+        title="mnistlab",
+        version=__version__,
+        summary=f"Reads handwritten {'digits' if run.dataset == 'mnist' else 'pictures'} "
+        f"with the run {run.path.name} ({run.dataset}).",
+    )
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, e: ApiError) -> JSONResponse:
+        return error_response(e.status, e.problem, e.fix)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, e: HTTPException) -> JSONResponse:
+        fix = "see /docs for the API" if e.status_code in (404, 405) else ""
+        return JSONResponse(
+            {"error": str(e.detail), "fix": fix}, status_code=e.status_code, headers=e.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        return error_response(422, f"invalid request: {e.errors()}", "see /docs for the API")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """The server is up and its model loaded."""
+        return {"status": "ok"}
+
+    @app.get("/api/model")
+    async def model() -> dict[str, Any]:
+        """The run being served: data set, class names, spec, metrics, and the upload limits."""
+        meta = run.meta
+        return {
+            "run": run.path.name,
+            "dataset": run.dataset,
+            "class_names": names,
+            "spec": meta["spec"],
+            "parameters": meta.get("parameters"),
+            "metrics": meta.get("metrics", {}),
+            "backend": meta.get("backend"),
+            "created": meta.get("created"),
+            "versions": meta.get("versions", {}),
+            "limits": {
+                "max_bytes": pr.MAX_BYTES,
+                "max_pixels": pr.MAX_PIXELS,
+                "content_types": ["image/*", *RAW_TYPES, "multipart/form-data"],
+            },
+        }
+
+    @app.post("/api/predict", openapi_extra=PREDICT_BODY)
+    async def predict(request: Request) -> dict[str, Any]:
+        """Read one image: the label, its class name, the probabilities of every class, and
+        the 28x28 image the model saw (as rows of 0-255 values and as a PNG data URL)."""
+        data = await image_bytes(request)
+
+        def work() -> dict[str, Any]:
+            prepared = pr.prepare_bytes(data)
+            with lock:
+                probabilities = pr.classify(run.model, prepared.pixels[None])[0]
+            return answer(prepared, probabilities, names)
+
+        try:
+            return await anyio.to_thread.run_sync(work, limiter=decoders)
+        except MnistlabError as e:
+            raise ApiError(422, e.problem, e.fix) from None
+
+    return app
+
+
+def answer(prepared: pr.Prepared, probabilities: np.ndarray, names: list[str]) -> dict[str, Any]:
+    png = base64.b64encode(pr.png(prepared.pixels)).decode()
+    return pr.describe(probabilities, names) | {
+        "inverted": prepared.inverted,
+        "ink_box": list(prepared.ink_box),
+        "image": {
+            "width": pr.SIDE,
+            "height": pr.SIDE,
+            "pixels": prepared.as_uint8().tolist(),
+            "png": f"data:image/png;base64,{png}",
+        },
+    }
+
+
+async def image_bytes(request: Request) -> bytes:
+    """The image file a request carries, as the body or as a form's one file, within limits."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    form = media == "multipart/form-data"
+    if not (form or media.startswith("image/") or media in RAW_TYPES):
+        raise ApiError(
+            415,
+            f"content type {media or '(none)'!r} is not an image",
+            "send the image as the body with Content-Type image/png (or image/jpeg, ...), "
+            "or as the file of a multipart/form-data form",
+        )
+    body = await read_body(request, pr.MAX_BYTES + (FORM_OVERHEAD if form else 0))
+    if not body:
+        raise ApiError(400, "the request has no body", "send an image")
+    if not form:
+        return body
+    return await form_file(request, body)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    limit_error = pr.too_large(None)
+    too_big = ApiError(413, limit_error.problem, limit_error.fix)
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError(400, f"Content-Length {declared!r} is not a number")
+        if int(declared) > limit:
+            raise too_big
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def form_file(request: Request, body: bytes) -> bytes:
+    async def stream() -> AsyncGenerator[bytes, None]:
+        yield body
+        yield b""
+
+    parser = MultiPartParser(request.headers, stream(), max_files=1, max_fields=10)
+    try:
+        form = await parser.parse()
+    except MultiPartException as e:
+        raise ApiError(400, f"the form cannot be read: {e.message}", "send one file") from None
+    try:
+        files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+        if not files:
+            raise ApiError(400, "the form holds no file", "send the image as a form field `file`")
+        kind = (files[0].content_type or "").split(";")[0].strip().lower()
+        if kind and not (kind.startswith("image/") or kind in RAW_TYPES):
+            raise ApiError(415, f"the form's file is {kind!r}, not an image", "send an image")
+        return await files[0].read()
+    finally:
+        await form.close()
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse, with a clear message, an address that cannot be listened on."""
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as e:
+        raise MnistlabError(
+            f"cannot listen on {host}:{port} ({e.strerror or e})",
+            "choose another --port (or --host), or stop what is using it",
+        ) from None
+
+
+def serve(app: FastAPI, host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level="info")

@@ -1,0 +1,200 @@
+"""The web app through FastAPI's test client: the page, the API, and bad requests, each of
+which gets a 4xx answer with a JSON error while the server goes on serving."""
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from photos import encode, seven, strokes
+from PIL import Image
+
+from mnistlab import predict as pr
+from mnistlab import runs
+from mnistlab.serve import create_app
+
+SEVEN = encode(strokes((300, 300), seven(50, 50, 200), 14))
+
+
+@pytest.fixture(scope="module")
+def client(tiny_run):
+    with TestClient(create_app(tiny_run), raise_server_exceptions=False) as client:
+        yield client
+
+
+def test_health_model_page_and_docs(client, tiny_run):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    model = client.get("/api/model").json()
+    meta = runs.read_meta(tiny_run)
+    assert model["dataset"] == "mnist"
+    assert model["class_names"] == [str(d) for d in range(10)]
+    assert model["spec"] == meta["spec"]
+    assert model["metrics"]["accuracy"] == meta["metrics"]["accuracy"]
+    assert model["limits"]["max_bytes"] == pr.MAX_BYTES
+    page = client.get("/")
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<canvas id="canvas"' in page.text and 'id="file"' in page.text
+    assert client.get("/docs").status_code == 200
+    assert set(client.get("/openapi.json").json()["paths"]) == {
+        "/healthz",
+        "/api/model",
+        "/api/predict",
+    }
+
+
+def check_answer(answer: dict, expected_pixels: np.ndarray, tiny_run) -> None:
+    assert len(answer["probabilities"]) == 10
+    assert sum(answer["probabilities"]) == pytest.approx(1, abs=1e-4)
+    assert answer["label"] == int(np.argmax(answer["probabilities"]))
+    assert answer["class_name"] == str(answer["label"])
+    assert [t["label"] for t in answer["top"]][0] == answer["label"]
+    assert answer["inverted"] is True
+    pixels = np.array(answer["image"]["pixels"])
+    assert pixels.shape == (28, 28)
+    assert np.array_equal(pixels, np.round(expected_pixels * 255))
+    png = answer["image"]["png"].removeprefix("data:image/png;base64,")
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(base64.b64decode(png)))), pixels)
+
+
+def test_predict_as_body_and_as_form_agree_with_the_command_line_path(client, tiny_run):
+    expected = pr.prepare_bytes(SEVEN).pixels
+    model = runs.load(tiny_run).model
+    probabilities = pr.classify(model, expected[None])[0]
+    for response in (
+        client.post("/api/predict", content=SEVEN, headers={"Content-Type": "image/png"}),
+        client.post(
+            "/api/predict", content=SEVEN, headers={"Content-Type": "application/octet-stream"}
+        ),
+        client.post("/api/predict", files={"file": ("seven.png", SEVEN, "image/png")}),
+    ):
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        check_answer(answer, expected, tiny_run)
+        assert answer["probabilities"] == pytest.approx(probabilities, abs=1e-5)
+
+
+def form(body: bytes, boundary: str = "XyZ") -> dict:
+    return {
+        "content": body,
+        "headers": {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("request_args", "status", "message"),
+    [
+        ({"content": b"hello", "headers": {"Content-Type": "text/plain"}}, 415, "not an image"),
+        ({"content": SEVEN, "headers": {"Content-Type": ""}}, 415, "content type '(none)'"),
+        ({"json": {"image": "seven"}}, 415, "'application/json' is not an image"),
+        ({"content": b"", "headers": {"Content-Type": "image/png"}}, 400, "has no body"),
+        ({"content": b"GIF89a...", "headers": {"Content-Type": "image/gif"}}, 422, "not an image"),
+        (
+            {"content": SEVEN[:200], "headers": {"Content-Type": "image/png"}},
+            422,
+            "damaged or truncated",
+        ),
+        (
+            {
+                "content": encode(strokes((80, 80), [], 1)),
+                "headers": {"Content-Type": "image/png"},
+            },
+            422,
+            "no ink found",
+        ),
+        ({"files": {"file": ("a.txt", b"hi", "text/plain")}}, 415, "'text/plain', not an image"),
+        ({"data": {"name": "seven"}, "files": {"": ("", b"")}}, 400, "the form holds no file"),
+        (form(b'--XyZ\r\nContent-Disposition: form-data; name="f"\r\n\r\n'), 400, "form"),
+        (
+            {
+                "files": [
+                    ("a", ("a.png", SEVEN, "image/png")),
+                    ("b", ("b.png", SEVEN, "image/png")),
+                ]
+            },
+            400,
+            "Too many files",
+        ),
+    ],
+    ids=[
+        "text",
+        "no-type",
+        "json",
+        "empty",
+        "not-an-image",
+        "truncated",
+        "blank",
+        "form-text-file",
+        "form-without-file",
+        "malformed-form",
+        "two-files",
+    ],
+)
+def test_bad_requests_get_a_4xx_with_a_json_error(client, request_args, status, message):
+    response = client.post("/api/predict", **request_args)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert message in body["error"]
+    assert set(body) == {"error", "fix"}
+    assert client.get("/healthz").status_code == 200  # still serving
+
+
+def test_uploads_over_the_limit_are_refused(client, monkeypatch):
+    monkeypatch.setattr(pr, "MAX_BYTES", 1000)
+    response = client.post("/api/predict", content=SEVEN, headers={"Content-Type": "image/png"})
+    assert response.status_code == 413
+    assert "over the limit of 1,000 bytes" in response.json()["error"]
+
+    # A client that sends no Content-Length (chunked) is cut off while reading.
+    def chunks():
+        for _ in range(10):
+            yield b"\0" * 500
+
+    response = client.post("/api/predict", content=chunks(), headers={"Content-Type": "image/png"})
+    assert response.status_code == 413
+    response = client.post("/api/predict", files={"file": ("big.png", b"\0" * 70_000)})
+    assert response.status_code == 413
+    response = client.post(
+        "/api/predict",
+        content=SEVEN,
+        headers={"Content-Type": "image/png", "Content-Length": "lots"},
+    )
+    assert response.status_code == 400
+
+
+def test_a_decompression_bomb_is_refused_without_decoding(client):
+    bomb = encode(Image.new("1", (10_000, 6_000)))
+    response = client.post("/api/predict", content=bomb, headers={"Content-Type": "image/png"})
+    assert response.status_code == 422
+    assert "10000x6000 pixels, over the limit" in response.json()["error"]
+
+
+def test_unknown_paths_and_methods_are_json_errors(client):
+    response = client.get("/api/nothing")
+    assert response.status_code == 404
+    assert response.json()["error"] == "Not Found"
+    response = client.get("/api/predict")
+    assert response.status_code == 405
+    assert "error" in response.json()
+
+
+def test_a_fashion_mnist_run_answers_with_class_names(tmp_path, tiny):
+    from mnistlab.data import Dataset
+    from mnistlab.spec import Spec
+    from mnistlab.train import train_and_save
+
+    names = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat")
+    names += ("Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+    fashion = Dataset(tiny.train, tiny.test, names, "synthetic")
+    train_and_save(Spec(epochs=1, hidden=(16,)), fashion, "fashion-mnist", tmp_path / "run")
+    with TestClient(create_app(tmp_path / "run")) as client:
+        model = client.get("/api/model").json()
+        assert model["dataset"] == "fashion-mnist"
+        assert model["class_names"] == list(names)
+        answer = client.post(
+            "/api/predict", content=SEVEN, headers={"Content-Type": "image/png"}
+        ).json()
+        assert answer["class_name"] == names[answer["label"]]
+        assert [t["class_name"] for t in answer["top"]] == [
+            names[t["label"]] for t in answer["top"]
+        ]
