@@ -184,7 +184,7 @@ class Trainer:
 def test_a_tiny_grid_on_synthetic_data(tmp_path, tiny):
     plan = ex.read(write(tmp_path, GOOD))
     out = tmp_path / "sweep"
-    events = ex.sweep(plan, out, tiny, Trainer())
+    events = ex.sweep(plan, out, ex.local(tiny, Trainer()))
     assert [e.status for e in events] == ["done"] * 4
     for variant, seed in (("base", 1), ("base", 2), ("wide", 1), ("wide", 2)):
         meta_ = runs.read_meta(out / "runs" / variant / f"seed-{seed}")
@@ -205,14 +205,14 @@ def test_an_interrupted_sweep_resumes_without_redoing_finished_runs(tmp_path, ti
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        ex.sweep(plan, out, tiny, first, stop_after_two)
+        ex.sweep(plan, out, ex.local(tiny, first), stop_after_two)
     assert first.calls == [("base", 1), ("base", 2)]
     # A process killed while saving leaves its temporary folder: it is cleared and redone.
     stale = out / "runs" / "wide" / ".seed-1.abc.tmp"
     stale.mkdir(parents=True)
 
     second = Trainer()
-    events = ex.sweep(plan, out, tiny, second)
+    events = ex.sweep(plan, out, ex.local(tiny, second))
     assert [e.status for e in events] == ["skipped", "skipped", "done", "done"]
     assert second.calls == [("wide", 1), ("wide", 2)]
     assert not stale.exists()
@@ -225,23 +225,23 @@ def test_an_interrupted_sweep_resumes_without_redoing_finished_runs(tmp_path, ti
 def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, tiny):
     plan = ex.read(write(tmp_path, GOOD))
     out = tmp_path / "sweep"
-    events = ex.sweep(plan, out, tiny, Trainer(broken={"base"}))
+    events = ex.sweep(plan, out, ex.local(tiny, Trainer(broken={"base"})))
     assert [e.status for e in events] == ["failed", "failed", "done", "done"]
     record = json.loads((out / "failed" / "base-seed-1.json").read_text())
     assert record["error"] == "RuntimeError: out of memory"
     assert "Traceback" in record["traceback"]
 
-    events = ex.sweep(plan, out, tiny, Trainer())
+    events = ex.sweep(plan, out, ex.local(tiny, Trainer()))
     assert [e.status for e in events] == ["done", "done", "skipped", "skipped"]
     assert not (out / "failed" / "base-seed-1.json").exists()
 
 
 def test_a_changed_file_does_not_mix_with_old_runs(tmp_path, tiny):
     out = tmp_path / "sweep"
-    ex.sweep(ex.read(write(tmp_path, GOOD)).with_seeds(1), out, tiny, Trainer())
+    ex.sweep(ex.read(write(tmp_path, GOOD)).with_seeds(1), out, ex.local(tiny, Trainer()))
     changed = ex.read(write(tmp_path, GOOD.replace("hidden = [32]", "hidden = [64]")))
     with pytest.raises(MnistlabError, match="was made with another spec"):
-        ex.sweep(changed.with_seeds(1), out, tiny, Trainer())
+        ex.sweep(changed.with_seeds(1), out, ex.local(tiny, Trainer()))
 
 
 # ---------------------------------------------------------------------------------------------
