@@ -121,11 +121,13 @@ class MLflow:
                 "--mlflow needs MLflow, which is not installed",
                 "install it with: pip install 'mnistlab[mlflow]'",
             ) from None
-        self.client = MlflowClient(tracking_uri=uri)
         try:
+            self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
             found = self.client.get_experiment_by_name(experiment)
             self.experiment_id = (
-                found.experiment_id if found else self.client.create_experiment(experiment)
+                found.experiment_id
+                if found
+                else self.client.create_experiment(experiment, artifact_location(uri))
             )
         except Exception as e:  # MLflow raises its own and its stores' errors
             raise MnistlabError(
@@ -224,6 +226,17 @@ class MLflow:
             self.client.log_artifacts(run_id, str(model_dir), "model")
         for name in (runs.META_FILE, "history.csv"):
             self.client.log_artifact(run_id, str(folder / name), "run")
+
+
+def artifact_location(uri: str) -> str | None:
+    """Where a new MLflow experiment keeps its files: beside the database for an SQLite
+    store (MLflow's default there is `mlruns` in whatever folder the command ran in), the
+    store's or server's choice otherwise."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    database = Path(uri[len(prefix) :]).resolve()
+    return (database.parent / f"{database.stem}-artifacts").as_uri()
 
 
 def text(value: Any) -> str:
