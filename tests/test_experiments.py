@@ -244,6 +244,27 @@ def test_a_changed_file_does_not_mix_with_old_runs(tmp_path, tiny):
         ex.sweep(changed.with_seeds(1), out, ex.local(tiny, Trainer()))
 
 
+def test_a_packed_run_folder_is_written_back_whole_or_not_at_all(tmp_path):
+    """How the Ray engine's workers send a run folder to the driver."""
+    made = tmp_path / "made"
+    made.mkdir()
+    (made / "run.json").write_text("{}")
+    (made / "model.keras").write_bytes(bytes(range(256)))
+    files = runs.pack(made)
+
+    back = runs.unpack(files, tmp_path / "sweep" / "runs" / "base" / "seed-1")
+    assert {p.name: p.read_bytes() for p in back.iterdir()} == files
+    with pytest.raises(MnistlabError, match="already exists and is not empty"):
+        runs.unpack(files, back)
+    with pytest.raises(ValueError, match="a packed run folder holds a file named '../x'"):
+        runs.unpack({**files, "../x": b""}, tmp_path / "other")
+    with pytest.raises(ValueError, match="has no run.json"):
+        runs.unpack({"model.keras": b""}, tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+    assert sorted(p.name for p in (tmp_path / "sweep" / "runs" / "base").iterdir()) == ["seed-1"]
+    assert not list(tmp_path.glob(".other*"))  # no temporary folder left
+
+
 # ---------------------------------------------------------------------------------------------
 # The command line
 
@@ -300,6 +321,21 @@ def test_mixed_backends_are_refused(tmp_path):
     result = CliRunner().invoke(cli.cli, ["experiment", str(write(tmp_path, text))])
     assert result.exit_code == 2
     assert "variants use several backends (jax, tensorflow)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--address", "127.0.0.1:6379"], "--address is an option of the Ray engine"),
+        (["--retries", "2"], "--retries is an option of the Ray engine"),
+        (["--engine", "ray", "--cpus-per-run", "0"], "--cpus-per-run 0.0 is out of range"),
+        (["--engine", "ray", "--retries", "-1"], "--retries -1 is out of range"),
+    ],
+)
+def test_engine_options_are_checked(tmp_path, options, message):
+    result = CliRunner().invoke(cli.cli, ["experiment", str(write(tmp_path, GOOD)), *options])
+    assert result.exit_code == 2
+    assert f"error: {message}" in result.output
 
 
 def test_the_cnn_file_is_the_cnn_preset():

@@ -566,6 +566,10 @@ def experiment(
         raise MnistlabError(f"--cpus-per-run {cpus_per_run} is out of range", "give more than 0")
     if retries is not None and retries < 0:
         raise MnistlabError(f"--retries {retries} is out of range", "give 0 or more")
+    if engine == "ray" and not dry_run:
+        from mnistlab import ray_engine
+
+        ray_engine.ray_module()  # installed? Said before the data is loaded
     from mnistlab.models import multiply_adds
     from mnistlab.train import train_and_save
 

@@ -18,6 +18,9 @@ An experiment file (TOML):
 A sweep folder holds one ordinary run folder per variant and seed (`runs/VARIANT/seed-N`),
 each written atomically as it ends, so a sweep that is stopped in any way resumes by skipping
 the finished runs. A run that fails is recorded in `failed/` and the sweep goes on.
+
+`sweep` plans, skips and records; an engine only makes the runs it is handed: `local` here,
+one after another in this process, or `ray_engine.engine`, as Ray tasks on a cluster.
 """
 
 from __future__ import annotations
