@@ -82,7 +82,10 @@ def test_a_sweep_shows_up_in_tensorboard_and_mlflow_once_each(sweep):
     assert len(history["loss"]) == 2
     assert scalars(board / "train", "epoch_loss") == by_epoch(history["loss"])
     assert scalars(board / "validation", "epoch_accuracy") == by_epoch(history["val_accuracy"])
-    assert scalars(board / "test", "test_accuracy") == ([2], [meta["metrics"]["accuracy"]])
+    assert scalars(board / "test", "test_accuracy") == (
+        [2],
+        pytest.approx([meta["metrics"]["accuracy"]]),
+    )
     logged = sorted(str(p.relative_to(tmp_path / "tb")) for p in (tmp_path / "tb").glob("*/*"))
     assert logged == ["wide/seed-1", "wide/seed-2"]
     assert not list((tmp_path / "tb").glob("*/.*"))  # no temporary folders left
