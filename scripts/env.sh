@@ -13,11 +13,13 @@ if [ ! -x "$venv/bin/python" ]; then
   echo "Creating $venv" >&2
   "$python" -m venv "$venv"
 fi
-want=$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)
+# The optional extras to install besides dev: run-tests asks for those its tests need.
+extras=${MNISTLAB_EXTRAS:-dev}
+want="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1) $extras"
 if [ "$(cat "$venv/.mnistlab-installed" 2>/dev/null)" != "$want" ]; then
-  echo "Installing mnistlab and its pinned dependencies into $venv (about a minute)" >&2
+  echo "Installing mnistlab[$extras] and its pinned dependencies into $venv (a minute or two)" >&2
   "$venv/bin/python" -m pip install --quiet --upgrade pip
-  "$venv/bin/python" -m pip install --quiet -e "$root[dev]"
+  "$venv/bin/python" -m pip install --quiet -e "$root[$extras]"
   echo "$want" > "$venv/.mnistlab-installed"
 fi
 

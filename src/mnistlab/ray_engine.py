@@ -1,0 +1,133 @@
+"""Run a sweep's runs as Ray tasks, on this machine or on a Ray cluster.
+
+    with ray_engine.connect(address, backend):
+        events = experiments.sweep(plan, out, ray_engine.engine(data, dataset), report)
+
+Each run (variant x seed) is one Ray task. The driver loads and verifies the data set once and
+puts it into Ray's object store, which holds one copy per machine that its workers read without
+copying, so a worker needs neither a data cache nor a network of its own. A task trains into a
+temporary folder on its worker and sends the run folder's files back; the driver writes them
+into the sweep folder atomically (`runs.unpack`), so no shared file system is needed and the
+plan, resuming and failure records are the sweep's own, the same as the local engine's. A
+worker that dies takes only its running task with it: Ray runs that task again `retries`
+times, then the run is recorded as failed and the rest of the sweep goes on.
+
+Ray is an optional extra (`pip install 'mnistlab[ray]'`); every machine of a cluster needs
+mnistlab installed with the same versions, since the workers import it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from mnistlab import backend, runs
+from mnistlab.data import Dataset
+from mnistlab.errors import MnistlabError
+from mnistlab.experiments import Engine, Job, Outcome, failed
+from mnistlab.spec import Spec
+
+INSTALL = "install it with: pip install 'mnistlab[ray]'"
+
+
+def ray_module() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise MnistlabError("--engine ray needs Ray, which is not installed", INSTALL) from None
+    return ray
+
+
+@contextlib.contextmanager
+def connect(address: str | None, backend_name: str) -> Iterator[None]:
+    """Join the Ray cluster at `address`, or start a Ray instance on this machine with its
+    cores when `address` is None; disconnect (and stop what was started) afterwards."""
+    ray = ray_module()
+    options: dict[str, Any] = {
+        # Workers start with the sweep's Keras backend: Keras reads it once, at import.
+        "runtime_env": {"env_vars": {"KERAS_BACKEND": backend_name, "TF_CPP_MIN_LOG_LEVEL": "2"}},
+        "log_to_driver": False,  # progress is one line per run; a failure's traceback is kept
+        "logging_level": logging.WARNING,
+    }
+    if address is None:
+        # A Ray instance of this sweep alone: no dashboard, and reachable from this machine only
+        options["include_dashboard"] = False
+        options["_node_ip_address"] = "127.0.0.1"
+    try:
+        with warnings.catch_warnings():
+            # Ray starts its processes by fork and exec, which JAX's warning on fork cannot
+            # tell apart from a bare fork
+            warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+            ray.init(address=address, **options)
+    except ConnectionError as e:
+        raise MnistlabError(
+            f"could not join the Ray cluster at {address} ({e})",
+            "start it with `ray start --head` on that machine, or check --address",
+        ) from e
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def train_task(spec: Spec, data: Dataset, dataset: str) -> tuple[dict[str, Any], dict, float]:
+    """On a worker: train, evaluate and save a run in a temporary folder; return its test
+    metrics, the folder's files and the seconds taken."""
+    backend.use(spec.backend)
+    from mnistlab.train import train_and_save
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mnistlab-run-") as tmp:
+        folder = Path(tmp) / "run"
+        metrics = train_and_save(spec, data, dataset, folder)
+        return metrics, runs.pack(folder), time.perf_counter() - start
+
+
+def engine(data: Dataset, dataset: str, cpus_per_run: float = 1, retries: int = 1) -> Engine:
+    """An engine that runs every job as a Ray task needing `cpus_per_run` CPUs, as many at a
+    time as the cluster has CPUs for, each run again up to `retries` times if its worker
+    dies. Call it inside `connect()`."""
+    ray = ray_module()
+    task = ray.remote(train_task).options(
+        num_cpus=cpus_per_run, max_retries=retries, retry_exceptions=False
+    )
+
+    def run(jobs: Sequence[Job]) -> Iterator[Outcome]:
+        if not jobs:
+            return
+        shared = ray.put(data)  # once; each machine fetches it once
+        pending = {
+            task.remote(job.spec, shared, dataset): (job, time.perf_counter()) for job in jobs
+        }
+        try:
+            while pending:
+                [ready], _ = ray.wait(list(pending), num_returns=1)
+                job, submitted = pending.pop(ready)
+                yield store(ray, ready, job, submitted)
+        finally:  # interrupted: the runs still going are stopped, the finished ones are kept
+            for ref in pending:
+                ray.cancel(ref, force=True)
+
+    return run
+
+
+def store(ray: Any, ref: Any, job: Job, submitted: float) -> Outcome:
+    """Write the run folder a task sent back, or turn its failure into an outcome."""
+    try:
+        metrics, files, seconds = ray.get(ref)
+    except ray.exceptions.RayTaskError as e:  # the run raised: report the run's own error
+        cause = e.cause if isinstance(e.cause, BaseException) else e
+        return failed(job, time.perf_counter() - submitted, cause, str(e))
+    except ray.exceptions.RayError as e:  # its worker or machine died, retries spent
+        return failed(job, time.perf_counter() - submitted, e)
+    try:
+        runs.unpack(files, job.folder)
+    except (OSError, ValueError, MnistlabError) as e:
+        return failed(job, seconds, e)
+    return Outcome(job, metrics, seconds)
