@@ -19,24 +19,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_experiments import GOOD, write
 
 from mnistlab import cli, runs
 
 pytestmark = pytest.mark.ray
-
-GRID = """
-    name = "tiny"
-    dataset = "mnist"
-    seeds = [1, 2]
-    [base]
-    epochs = 1
-    hidden = [16]
-    [[variants]]
-    name = "base"
-    [[variants]]
-    name = "wide"
-    hidden = [32]
-"""
 
 ONE_VARIANT = """
     dataset = "mnist"
@@ -118,9 +105,7 @@ def grid(tmp_path, monkeypatch, tiny):
     # The driver (this process) loads the data and Ray hands it to the workers: synthetic
     # data reaches them as real data would.
     monkeypatch.setattr(cli, "load_data", lambda name, data_dir, offline: tiny)
-    path = tmp_path / "grid.toml"
-    path.write_text(textwrap.dedent(GRID))
-    return path
+    return write(tmp_path, GOOD, "grid.toml")
 
 
 def experiment(*args: str):

@@ -80,9 +80,10 @@ def test_sweep_report_has_the_table_the_plot_and_the_best_run(tmp_path, tiny):
         "baseline",
     )
     sweep = tmp_path / "sweep"
-    experiments.sweep(
-        plan, sweep, tiny, lambda spec, data, folder: train_and_save(spec, data, "mnist", folder)
+    engine = experiments.local(
+        tiny, lambda spec, data, folder: train_and_save(spec, data, "mnist", folder)
     )
+    experiments.sweep(plan, sweep, engine)
     groups = experiments.collect(plan, sweep)
     rows = experiments.compare(groups, "baseline")
     experiments.write_results(

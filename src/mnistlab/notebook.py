@@ -505,10 +505,10 @@ def experiments_source(toml: str, filename: str, seeds: int, divisor: int) -> st
                   f"({event.status}, {event.seconds:.1f} s)")
 
 
-        events = experiments.sweep(
-            plan, sweep_dir, loaded,
-            lambda spec, d, folder: train_and_save(spec, d, plan.dataset, folder), progress,
+        engine = experiments.local(
+            loaded, lambda spec, d, folder: train_and_save(spec, d, plan.dataset, folder)
         )
+        events = experiments.sweep(plan, sweep_dir, engine, progress)
         assert not [e for e in events if e.status == "failed"], "a run failed: see above"
         groups = experiments.collect(plan, sweep_dir)
         rows = experiments.compare(groups, plan.baseline)
