@@ -219,3 +219,11 @@ def test_photos_are_read_through_the_api(server, photos):
     assert "not an image" in json.load(error.value)["error"]
     with urllib.request.urlopen(f"{server}/healthz", timeout=5) as response:
         assert response.status == 200
+
+
+def test_the_api_docs_show_offline(server, page):
+    failed = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.goto(server + "/docs")
+    page.get_by_text("/api/predict").first.wait_for(timeout=30_000)  # drawn by Swagger UI
+    assert failed == []

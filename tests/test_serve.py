@@ -3,6 +3,7 @@ which gets a 4xx answer with a JSON error while the server goes on serving."""
 
 import base64
 import io
+import re
 
 import numpy as np
 import pytest
@@ -35,7 +36,14 @@ def test_health_model_page_and_docs(client, tiny_run):
     page = client.get("/")
     assert page.headers["content-type"].startswith("text/html")
     assert '<canvas id="canvas"' in page.text and 'id="file"' in page.text
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    # Swagger UI's and ReDoc's files come from this server, so the docs work offline
+    files = re.findall(r'(?:src|href)="([^"]+)"', docs.text + client.get("/redoc").text)
+    assert len(files) >= 4 and all(f.startswith("/") for f in files), files
+    for f in set(files):
+        answer = client.get(f)
+        assert answer.status_code == 200 and len(answer.content) > 500
     assert set(client.get("/openapi.json").json()["paths"]) == {
         "/healthz",
         "/api/model",

@@ -12,7 +12,8 @@ predict` give the same answer for the same file.
   application/octet-stream) or as the one file of a multipart/form-data form. Answers the
   label, class name, probabilities and the preprocessed image.
 - `GET /api/model`: the run's spec, data set, class names, metrics and the limits below.
-- `GET /healthz`; OpenAPI docs at `/docs`, the schema at `/openapi.json`.
+- `GET /healthz`; OpenAPI docs at `/docs` (Swagger UI) and `/redoc`, their files served
+  from here so that they work offline; the schema at `/openapi.json`.
 
 Bad requests get a 4xx answer with a JSON body `{"error": ..., "fix": ...}`: 400 for an empty
 or malformed request, 413 over the size limit (checked from Content-Length and again while
@@ -36,6 +37,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -97,7 +99,8 @@ def build_app(run: runs.Run) -> FastAPI:
     decoders = anyio.CapacityLimiter(DECODERS)
     pr.classify(run.model, np.zeros((1, pr.SIDE, pr.SIDE), np.float32))
 
-    app = FastAPI(
+    # FastAPI's docs pages with Swagger UI and ReDoc served from here rather than a CDN
+    app = FastAPIOffline(
         title="mnistlab",
         version=__version__,
         summary=f"Reads handwritten {'digits' if run.dataset == 'mnist' else 'pictures'} "
