@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import textwrap
 
 import keras
@@ -313,6 +314,27 @@ def test_experiment_and_compare_from_the_command_line(tmp_path, fake_data):
     assert result.exit_code == 0, result.output
     assert "| hidden=16 epochs=1 |" in result.output
     assert "| hidden=32 epochs=1 |" in result.output
+
+
+def test_long_runs_show_each_epoch(tmp_path, fake_data, monkeypatch):
+    text = GOOD.replace("epochs = 1", "epochs = 2")
+    out = tmp_path / "sweep"
+    monkeypatch.setattr(cli, "LONG_RUN_SECONDS", 0)  # every run counts as long
+    result = CliRunner().invoke(
+        cli.cli, ["experiment", str(write(tmp_path, text)), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    first = lines.index(next(line for line in lines if line.startswith("[1/4]")))
+    assert re.fullmatch(r"  base seed 1: epoch 1/2, validation \d+\.\d\d%, \d+ s", lines[first - 2])
+    assert lines[first - 1].startswith("  base seed 1: epoch 2/2, validation ")
+
+    monkeypatch.setattr(cli, "LONG_RUN_SECONDS", 10**9)  # and none does
+    result = CliRunner().invoke(
+        cli.cli, ["experiment", str(write(tmp_path, text)), "--out", str(tmp_path / "other")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "epoch 1/2" not in result.output
 
 
 def test_mixed_backends_are_refused(tmp_path):

@@ -24,6 +24,7 @@ from mnistlab.errors import MnistlabError
 from mnistlab.spec import PRESETS, SCHEDULES, Spec, preset
 
 F = Callable[..., Any]
+LONG_RUN_SECONDS = 60  # sweep runs expected to take longer show a line after each epoch
 
 
 class UserError(click.ClickException):
@@ -681,7 +682,7 @@ def experiment(
 
         ray_engine.ray_module()  # installed? Said before the data is loaded
     from mnistlab.models import multiply_adds
-    from mnistlab.train import train_and_save
+    from mnistlab.train import EpochLine, train_and_save
 
     if seed_count is not None:
         plan = plan.with_seeds(seed_count)
@@ -719,9 +720,15 @@ def experiment(
                 loaded, plan.dataset, cpus_per_run or 1, 1 if retries is None else retries
             )
         else:
-            runner = ex.local(
-                loaded, lambda spec, data, folder: train_and_save(spec, data, plan.dataset, folder)
-            )
+
+            def train_run(spec: Spec, data: datamod.Dataset, folder: Path) -> dict[str, Any]:
+                # A run expected to take minutes says how it goes after each epoch
+                long = ex.estimate_seconds(spec, multiply_adds(spec)) >= LONG_RUN_SECONDS
+                name = f"  {folder.parent.name} seed {spec.seed}"
+                lines = [EpochLine(name, spec.epochs, say)] if long else []
+                return train_and_save(spec, data, plan.dataset, folder, callbacks=lines)
+
+            runner = ex.local(loaded, train_run)
         progress = Progress(estimates)
 
         def report(event: ex.Event) -> None:

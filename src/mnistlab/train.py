@@ -7,7 +7,7 @@ Same spec (seed included), same backend, same machine: the same weights and the 
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -156,14 +156,37 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self.start)
 
 
+class EpochLine(keras.callbacks.Callback):
+    """A line after each epoch through `say`: "NAME: epoch 3/30, validation 99.12%, 37 s"."""
+
+    def __init__(self, name: str, epochs: int, say: Callable[[str], None]) -> None:
+        super().__init__()
+        self.name, self.epochs, self.say = name, epochs, say
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        accuracy = (logs or {}).get("val_accuracy", math.nan)
+        self.say(
+            f"{self.name}: epoch {epoch + 1}/{self.epochs}, validation {accuracy:.2%}, "
+            f"{time.perf_counter() - self.start:.0f} s"
+        )
+
+
 def train_and_save(
-    spec: Spec, data: Dataset, dataset: str, out: Path, verbose: int | str = 0
+    spec: Spec,
+    data: Dataset,
+    dataset: str,
+    out: Path,
+    verbose: int | str = 0,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict[str, Any]:
     """Train, evaluate on the test set and write the run folder `out`; returns the test
     metrics. An existing non-empty `out` is refused before any training."""
     runs.check_new(out)
     start = time.perf_counter()
-    model, history = train(spec, data, verbose=verbose)
+    model, history = train(spec, data, verbose=verbose, callbacks=callbacks)
     trained = time.perf_counter()
     metrics = evaluate(model, *data.test)
     seconds = {"train": trained - start, "evaluate": time.perf_counter() - trained}
