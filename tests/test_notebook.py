@@ -207,6 +207,7 @@ def test_figures_are_embedded_and_of_their_size(executed):
         assert raw in images
     html = path.with_suffix(".html").read_text()
     assert html.count('src="data:image/png;base64,') == len(images)
+    assert re.findall(r'(?:src|href)="https?:', html) == []  # nothing fetched from elsewhere
 
 
 def percent(fraction: str) -> str:

@@ -796,11 +796,27 @@ def write(nb: NotebookNode, path: Path) -> Path:
     return path
 
 
+# JupyterLab's look without the scripts it loads from a CDN (require.js, MathJax, Mermaid),
+# which the page does not need: its outputs are text and PNGs, its text has no formulas.
+OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock -%}
+{%- block html_head_js_mathjax -%}{%- endblock -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock -%}
+"""
+
+
 def write_html(nb: NotebookNode, path: Path) -> Path:
-    """The notebook as one HTML page; its figures are embedded as data URIs."""
+    """The notebook as one HTML page that needs no network; its figures are embedded as data
+    URIs."""
+    import jinja2
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    exporter = HTMLExporter(
+        template_name="lab",
+        template_file="offline.html.j2",
+        extra_loaders=[jinja2.DictLoader({"offline.html.j2": OFFLINE_TEMPLATE})],
+    )
+    body, _ = exporter.from_notebook_node(nb)
     atomic_write(path, body.encode())
     return path
 
