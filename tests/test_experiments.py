@@ -321,17 +321,25 @@ def test_long_runs_show_each_epoch(tmp_path, fake_data, monkeypatch):
     out = tmp_path / "sweep"
     monkeypatch.setattr(cli, "LONG_RUN_SECONDS", 0)  # every run counts as long
     result = CliRunner().invoke(
-        cli.cli, ["experiment", str(write(tmp_path, text)), "--out", str(out)]
+        cli.cli, ["experiment", str(write(tmp_path, text)), "--out", str(out), "--seeds", "1"]
     )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    first = lines.index(next(line for line in lines if line.startswith("[1/4]")))
+    first = lines.index(next(line for line in lines if line.startswith("[1/2]")))
     assert re.fullmatch(r"  base seed 1: epoch 1/2, validation \d+\.\d\d%, \d+ s", lines[first - 2])
     assert lines[first - 1].startswith("  base seed 1: epoch 2/2, validation ")
 
     monkeypatch.setattr(cli, "LONG_RUN_SECONDS", 10**9)  # and none does
     result = CliRunner().invoke(
-        cli.cli, ["experiment", str(write(tmp_path, text)), "--out", str(tmp_path / "other")]
+        cli.cli,
+        [
+            "experiment",
+            str(write(tmp_path, text)),
+            "--out",
+            str(tmp_path / "other"),
+            "--seeds",
+            "1",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "epoch 1/2" not in result.output
