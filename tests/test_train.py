@@ -11,7 +11,7 @@ from mnistlab.evaluate import evaluate
 from mnistlab.models import build
 from mnistlab.predict import predict, top
 from mnistlab.spec import Spec
-from mnistlab.train import AugmentedImages, distort, shift_images, train
+from mnistlab.train import AugmentedImages, EpochLine, distort, shift_images, train
 
 QUICK = Spec(epochs=2, batch_size=32)
 
@@ -207,6 +207,16 @@ def test_training_with_shifts_is_deterministic_and_keeps_the_validation_split(ti
     assert (
         int(model.optimizer.iterations) == 10
     )  # 320 of the 400 images, the last 80 held out as without shifts
+
+
+@pytest.mark.parametrize("shift", [0, 2])
+def test_a_validation_split_of_0_trains_on_every_image_and_holds_none_out(tiny, shift):
+    lines: list[str] = []
+    spec = Spec(epochs=1, shift=shift, validation_split=0.0)
+    model, history = train(spec, tiny, verbose=0, callbacks=[EpochLine("all", 1, lines.append)])
+    assert int(model.optimizer.iterations) == 13  # all 400 images, 32 a batch
+    assert set(history) == {"loss", "accuracy", "seconds"}
+    assert lines[0].startswith("all: epoch 1/1, training ")
 
 
 def test_a_tiny_rotation_leaves_the_image_as_it_was():

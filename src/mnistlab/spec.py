@@ -63,8 +63,12 @@ class Spec:
             raise invalid("epochs", self.epochs, "at least 1")
         if self.batch_size < 1:
             raise invalid("batch_size", self.batch_size, "at least 1")
-        if not 0 < self.validation_split < 1:
-            raise invalid("validation_split", self.validation_split, "a fraction in (0, 1)")
+        if not 0 <= self.validation_split < 1:
+            raise invalid(
+                "validation_split",
+                self.validation_split,
+                "a fraction in [0, 1); 0 trains on the whole training set, with no validation",
+            )
         if self.learning_rate <= 0:
             raise invalid("learning_rate", self.learning_rate, "greater than 0")
         if self.seed < 0:

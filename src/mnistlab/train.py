@@ -38,7 +38,8 @@ def train(
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> tuple[keras.Model, dict[str, Any]]:
     """Fit the model of `spec` on the training set, holding out the last `validation_split` of it
-    for validation as Keras does. Returns the model and the per-epoch history, with seconds."""
+    for validation as Keras does (none at 0). Returns the model and the per-epoch history, with
+    seconds."""
     if keras.backend.backend() != spec.backend:
         raise RuntimeError(f"spec asks for {spec.backend}, Keras runs {keras.backend.backend()}")
     seed_everything(spec)
@@ -55,7 +56,9 @@ def train(
     if spec.shift or spec.rotate or spec.elastic or spec.flip:
         x = x_train[:fitted]
         augmented = AugmentedImages(x, y_train[:fitted], spec)
-        held_out = (preprocess(x_train[fitted:]), y_train[fitted:])
+        held_out = (
+            (preprocess(x_train[fitted:]), y_train[fitted:]) if fitted < len(x_train) else None
+        )
         fit = model.fit(augmented, validation_data=held_out, **fit_options)
     else:
         fit = model.fit(
@@ -157,7 +160,8 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class EpochLine(keras.callbacks.Callback):
-    """A line after each epoch through `say`: "NAME: epoch 3/30, validation 99.12%, 37 s"."""
+    """A line after each epoch through `say`: "NAME: epoch 3/30, validation 99.12%, 37 s", or
+    the training accuracy where nothing is held out."""
 
     def __init__(self, name: str, epochs: int, say: Callable[[str], None]) -> None:
         super().__init__()
@@ -167,9 +171,11 @@ class EpochLine(keras.callbacks.Callback):
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        accuracy = (logs or {}).get("val_accuracy", math.nan)
+        logs = logs or {}
+        part = "validation" if "val_accuracy" in logs else "training"
+        accuracy = logs.get("val_accuracy", logs.get("accuracy", math.nan))
         self.say(
-            f"{self.name}: epoch {epoch + 1}/{self.epochs}, validation {accuracy:.2%}, "
+            f"{self.name}: epoch {epoch + 1}/{self.epochs}, {part} {accuracy:.2%}, "
             f"{time.perf_counter() - self.start:.0f} s"
         )
 
