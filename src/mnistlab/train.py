@@ -46,10 +46,12 @@ def train(
     x_train, y_train = data.train
     fitted = math.floor(len(x_train) * (1 - spec.validation_split))  # where Keras splits
     steps = math.ceil(fitted / spec.batch_size)
-    # A whole epoch per compiled call: each call costs a fixed overhead that dwarfs a step of
-    # the lab's small model. Lab recipe on 2 cores, seconds per epoch after the first, one step
-    # a call / 100 / a whole epoch (benchmarks/steps_per_execution.py): TensorFlow 3.3 / 2.0 /
-    # 1.7; JAX 0.76 / 0.55 / 0.61. The arithmetic is the same (tests/test_train.py).
+    # A whole epoch per call: each call costs a fixed overhead that dwarfs a step of the lab's
+    # small model (TensorFlow compiles the epoch into one loop; Keras on JAX still runs each
+    # compiled step from Python, which gains less). Lab recipe on 2 cores, seconds per epoch
+    # after the first, one step a call / 100 / a whole epoch (benchmarks/steps_per_execution.py):
+    # TensorFlow 3.3 / 2.0 / 1.7; JAX 0.76 / 0.55 / 0.61. The arithmetic is the same
+    # (tests/test_train.py).
     model = build(spec, steps, steps_per_execution=steps)
     timer = EpochTimer()
     fit_options = dict(epochs=spec.epochs, verbose=verbose, callbacks=[timer, *callbacks])
