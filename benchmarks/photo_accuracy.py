@@ -32,7 +32,8 @@ def main() -> None:
     from photos import encode, photo
 
     from mnistlab import data, runs
-    from mnistlab.predict import classify, predict, prepare_bytes
+    from mnistlab.images import read_image
+    from mnistlab.prediction import classify, predict
 
     run = runs.load(args.run_dir)
     images, labels = data.load(run.dataset).test
@@ -47,7 +48,7 @@ def main() -> None:
             name = f"{i:04d}-label-{labels[i]}.{'jpg' if fmt == 'JPEG' else 'png'}"
             (args.save / name).write_bytes(file)
         start = time.perf_counter()
-        pixels.append(prepare_bytes(file).pixels)
+        pixels.append(read_image(file).pixels)
         seconds += time.perf_counter() - start
         formats.append(fmt)
     guessed = classify(run.model, np.stack(pixels)).argmax(axis=1)

@@ -26,7 +26,7 @@ def main() -> None:
 
     from mnistlab import data
     from mnistlab.models import build
-    from mnistlab.predict import predict
+    from mnistlab.prediction import predict
     from mnistlab.spec import Spec
 
     keras.utils.set_random_seed(0)

@@ -22,10 +22,10 @@ def main() -> None:
     import keras
 
     from mnistlab import data
-    from mnistlab.evaluate import evaluate
+    from mnistlab.callbacks import EpochTimer
+    from mnistlab.evaluation import evaluate
     from mnistlab.models import build
     from mnistlab.spec import Spec
-    from mnistlab.train import EpochTimer
 
     mnist = data.load("mnist")
     x, y = data.preprocess(mnist.train[0]), mnist.train[1]

@@ -7,7 +7,7 @@ import pytest
 
 from mnistlab import backend
 
-backend.use()  # before anything imports Keras: $KERAS_BACKEND, else TensorFlow
+backend.use()  # before anything imports Keras: $KERAS_BACKEND, else JAX
 
 from mnistlab.data import Dataset  # noqa: E402
 
@@ -27,8 +27,9 @@ def synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def tiny() -> Dataset:
-    """400 training and 100 test images of 10 classes."""
-    return Dataset(synthetic(400, 0), synthetic(100, 1), CLASS_NAMES, "synthetic")
+    """400 training and 100 test images of 10 classes, named as MNIST so that runs trained on
+    them answer as MNIST runs do."""
+    return Dataset(synthetic(400, 0), synthetic(100, 1), CLASS_NAMES, "synthetic", "mnist")
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +37,8 @@ def tiny_run(tmp_path_factory, tiny) -> Path:
     """A run folder trained for one epoch on the synthetic data: it cannot read digits, but it
     answers in the run folder's own format."""
     from mnistlab.spec import Spec
-    from mnistlab.train import train_and_save
+    from mnistlab.training import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    train_and_save(Spec(epochs=1, hidden=(32,)), tiny, "mnist", out)
+    train(Spec(epochs=1, hidden=(32,)), tiny).save(out)
     return out

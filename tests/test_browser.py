@@ -22,7 +22,7 @@ from photos import encode, photo
 
 from mnistlab import data
 from mnistlab.spec import preset
-from mnistlab.train import train_and_save
+from mnistlab.training import train
 
 pytestmark = pytest.mark.realdata
 
@@ -41,8 +41,9 @@ PHOTOS = 40  # MNIST's first test digits, photographed; half PNG, half JPEG
 @pytest.fixture(scope="module")
 def mnist_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("served") / "mnist-lab"
-    metrics = train_and_save(preset("lab").replace(epochs=2), data.load("mnist"), "mnist", out)
-    assert metrics["accuracy"] > 0.95
+    run = train(preset("lab", epochs=2), data.load("mnist"))
+    run.save(out)
+    assert run.accuracy > 0.95
     return out
 
 

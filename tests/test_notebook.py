@@ -14,9 +14,11 @@ from click.testing import CliRunner
 from conftest import synthetic
 from nbformat.v4 import new_code_cell, new_notebook
 
-from mnistlab import cli, notebook, report
+from mnistlab import cli
 from mnistlab.data import FILES, encode_idx
 from mnistlab.errors import MnistlabError
+from mnistlab.reports import figures as report
+from mnistlab.reports import notebook
 
 TINY_EXPERIMENTS = """
 dataset = "mnist"
@@ -63,7 +65,9 @@ def test_build_follows_the_lab():
     assert kinds.count("variant") == 2 and kinds.count("prediction") == 2
     assert "conclusion" in kinds and "bonus" in kinds and "count" in kinds
     setup = nb.cells[2].source
-    assert 'backend.use("jax")' in setup and "SAMPLE = Path('/tmp/sample')" in setup
+    assert (
+        'os.environ["KERAS_BACKEND"] = "jax"' in setup and "SAMPLE = Path('/tmp/sample')" in setup
+    )
     assert "EPOCHS = 2" in setup and "QUICK = True" in setup
     assert nb.metadata["kernelspec"]["name"] == "python3"
     full = notebook.build(settings())
@@ -71,9 +75,9 @@ def test_build_follows_the_lab():
 
 
 def test_on_fashion_mnist_the_bonus_is_mnist():
-    path = notebook.default_experiments("fashion-mnist")
-    assert path.name == "fashion.toml"
-    nb = notebook.build(notebook.Settings(dataset="fashion-mnist", experiments=path.read_text()))
+    chosen = notebook.settings("fashion-mnist")
+    assert chosen.experiments_name == "fashion.toml"
+    nb = notebook.build(chosen)
     assert nb.cells[0].source.startswith("# Fashion-MNIST classification")
     assert "## Bonus: MNIST" in [c.source.splitlines()[0] for c in nb.cells]
     assert "DATASET = 'fashion-mnist'" in nb.cells[2].source
@@ -86,9 +90,7 @@ def test_settings_refuse_an_experiment_on_another_data_set():
 
 
 def test_quick_shortens_the_experiments():
-    plan = notebook.Settings(
-        experiments=notebook.default_experiments("mnist").read_text(), quick=True
-    ).plan()
+    plan = notebook.settings("mnist", quick=True).plan()
     assert plan.seeds == (1, 2)
     assert {v.name: v.spec.epochs for v in plan.variants}["epochs-10"] == 2
     assert {v.name: v.spec.epochs for v in plan.variants}["baseline"] == 1
@@ -128,6 +130,7 @@ def test_a_failing_cell_is_reported_with_the_notebook_so_far(tmp_path, monkeypat
     "args, message",
     [
         (["--experiments", "no-such.toml"], "cannot read the experiment file no-such.toml"),
+        (["--experiments", "no-such"], "cannot read the experiment file no-such"),
         (["--dataset", "fashion-mnist", "--experiments", "{tiny}"], "an experiment on mnist"),
         (["--out", "lab.txt", "--experiments", "{tiny}"], "lab.txt does not end in .ipynb"),
     ],

@@ -10,7 +10,7 @@ from photos import encode, one, seven, strokes
 from PIL import Image
 from scipy import ndimage
 
-from mnistlab import predict as pr
+from mnistlab import images as pr
 from mnistlab.errors import MnistlabError
 
 
@@ -110,11 +110,11 @@ def test_a_transparent_canvas_is_read_like_paper(reference):
 
 def test_palette_and_16_bit_images(reference):
     page = strokes((300, 300), seven(50, 50, 200), 14)
-    palette = pr.read_image(encode(page.convert("P")))
+    palette = pr.decode(encode(page.convert("P")))
     assert palette.mode == "P"
     assert similar(pr.prepare(palette).pixels, reference) > 0.97
     deep = Image.fromarray(np.asarray(page).astype(np.uint16) * 257)  # 0..65535
-    deep = pr.read_image(encode(deep))
+    deep = pr.decode(encode(deep))
     assert deep.mode.startswith("I")
     assert similar(pr.prepare(deep).pixels, reference) > 0.97
 
@@ -129,7 +129,7 @@ def test_noisy_uneven_paper_with_a_shadow(reference):
     grey[specks] = 0
     picture = Image.fromarray(np.clip(grey * 255, 0, 255).astype(np.uint8))
     for data in (encode(picture), encode(picture.convert("RGB"), "JPEG", quality=80)):
-        prepared = pr.prepare_bytes(data)
+        prepared = pr.read_image(data)
         assert prepared.inverted
         assert_mnist_form(prepared.pixels)
         assert similar(prepared.pixels, reference) > 0.9
@@ -169,7 +169,7 @@ def test_a_faint_smudge_is_not_ink():
 )
 def test_files_that_are_not_images(data, message):
     with pytest.raises(MnistlabError, match=message):
-        pr.read_image(data)
+        pr.decode(data)
 
 
 def test_size_limits(monkeypatch):
@@ -177,10 +177,10 @@ def test_size_limits(monkeypatch):
     bomb = encode(Image.new("1", (10_000, 6_000)))
     assert len(bomb) < 100_000
     with pytest.raises(MnistlabError, match="10000x6000 pixels, over the limit of 50,000,000"):
-        pr.read_image(bomb)
+        pr.decode(bomb)
     monkeypatch.setattr(pr, "MAX_BYTES", 1000)
     with pytest.raises(MnistlabError, match="over the limit of"):
-        pr.read_image(b"x" * 1001)
+        pr.decode(b"x" * 1001)
 
 
 def test_read_file_refuses_before_reading(tmp_path, monkeypatch):
@@ -205,7 +205,7 @@ def test_the_png_is_what_the_model_saw(reference):
 
 def test_a_large_jpeg_is_decoded_small_and_its_ink_box_is_in_the_files_pixels():
     picture = strokes((3000, 2400), seven(1000, 600, 1500), 40, mode="RGB")
-    image = pr.read_image(encode(picture, "JPEG", quality=90))
+    image = pr.decode(encode(picture, "JPEG", quality=90))
     assert max(image.size) < 1500  # decoded at 1/2, 1/4 or 1/8 of 3000
     top, left, bottom, right = pr.prepare(image).ink_box
     assert abs(top - 580) <= 30 and abs(left - 1000) <= 30 and abs(bottom - 2100) <= 30
@@ -225,7 +225,7 @@ def test_damaged_files_are_errors_not_crashes():
         if trial % 5 == 0:
             data = data[: int(rng.integers(1, len(data)))]
         try:
-            pr.prepare_bytes(bytes(data))
+            pr.read_image(bytes(data))
             outcomes["read"] += 1
         except MnistlabError:
             outcomes["refused"] += 1

@@ -21,7 +21,8 @@ import pytest
 from click.testing import CliRunner
 from test_experiments import GOOD, write
 
-from mnistlab import cli, runs
+from mnistlab import cli, data, runs
+from mnistlab import experiments as ex
 
 pytestmark = pytest.mark.ray
 
@@ -104,7 +105,7 @@ def start_head():
 def grid(tmp_path, monkeypatch, tiny):
     # The driver (this process) loads the data and Ray hands it to the workers: synthetic
     # data reaches them as real data would.
-    monkeypatch.setattr(cli, "load_data", lambda name, data_dir, offline: tiny)
+    monkeypatch.setattr(data, "load", lambda name, **options: tiny)
     return write(tmp_path, GOOD, "grid.toml")
 
 
@@ -171,17 +172,15 @@ def descends_from(pid: int, ancestor: int) -> bool:
     return False
 
 
-def test_a_killed_worker_loses_only_its_run_and_the_rerun_completes(tmp_path, grid, monkeypatch):
-    """On a Ray instance the command starts here (no --address), with no retries: the run
-    whose worker is killed is recorded as failed; the finished ones are kept. Three runs on
-    two workers: when the first ends, the second is running and is killed, the third runs."""
+def test_a_killed_worker_loses_only_its_run_and_the_rerun_completes(tmp_path, grid, tiny):
+    """On a Ray instance the sweep starts here (no address), with no retries: the run whose
+    worker is killed is recorded as failed; the finished ones are kept. Three runs on two
+    workers: when the first ends, the second is running and is killed, the third runs."""
     grid.write_text(textwrap.dedent(ONE_VARIANT))
     out = tmp_path / "sweep"
-    report = cli.Progress.report
     killed = []
 
-    def kill_a_worker_after_the_first_run(progress, event):
-        report(progress, event)
+    def kill_a_worker_after_the_first_run(event):
         if event.status == "done" and not killed:
             deadline = time.monotonic() + 30
             while not (busy := running_tasks()):
@@ -190,21 +189,28 @@ def test_a_killed_worker_loses_only_its_run_and_the_rerun_completes(tmp_path, gr
             os.kill(busy[0], signal.SIGKILL)
             killed.append(busy[0])
 
-    monkeypatch.setattr(cli.Progress, "report", kill_a_worker_after_the_first_run)
-    first = experiment(str(grid), "--out", str(out), "--engine", "ray", "--retries", "0")
+    first = ex.run_experiment(
+        grid,
+        out=out,
+        data=tiny,
+        engine="ray",
+        retries=0,
+        progress=kill_a_worker_after_the_first_run,
+    )
     assert killed
-    assert first.exit_code == 2, first.output
-    assert "1 of 3 runs failed" in first.output
+    [failed] = first.failed
+    assert "Worker" in failed and "died" in failed.lower()
     [failure] = (out / "failed").iterdir()
     record = json.loads(failure.read_text())
     assert "Worker" in record["error"] and "died" in record["error"].lower()
     kept = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/seed-*/run.json")}
     assert len(kept) == 2
+    assert first.runs == 2
 
-    monkeypatch.setattr(cli.Progress, "report", report)
-    again = experiment(str(grid), "--out", str(out), "--engine", "ray")
-    assert again.exit_code == 0, again.output
-    assert again.output.count("(finished earlier, kept)") == 2
+    events = []
+    again = ex.run_experiment(grid, out=out, data=tiny, engine="ray", progress=events.append)
+    assert [e.status for e in events].count("skipped") == 2
+    assert not again.failed
     assert {p: p.stat().st_mtime_ns for p in kept} == kept  # not trained again
     assert not failure.exists()
     assert json.loads((out / "results.json").read_text())["runs"] == 3

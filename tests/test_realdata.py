@@ -13,9 +13,9 @@ import sys
 import pytest
 
 from mnistlab import data
-from mnistlab.evaluate import evaluate
+from mnistlab.evaluation import evaluate
 from mnistlab.spec import Spec, preset
-from mnistlab.train import train
+from mnistlab.training import train
 
 pytestmark = pytest.mark.realdata
 
@@ -35,10 +35,10 @@ def accuracy(output: str) -> float:
 
 def test_one_epoch_of_the_lab_reaches_95_percent():
     mnist = data.load("mnist")
-    model, history = train(preset("lab").replace(epochs=1), mnist, verbose=0)
-    metrics = evaluate(model, *mnist.test)
-    assert metrics["accuracy"] >= 0.95
-    assert history["val_accuracy"][0] >= 0.94
+    run = train(preset("lab", epochs=1), mnist)
+    assert run.accuracy >= 0.95
+    assert run.evaluate(mnist) == run.metrics  # evaluation is prediction, the same every time
+    assert run.history["val_accuracy"][0] >= 0.94
 
 
 def test_the_whole_lab_from_the_command_line(tmp_path):
@@ -83,10 +83,10 @@ def test_fashion_mnist_predictions_use_class_names(tmp_path):
 def test_same_seed_same_test_accuracy_on_mnist():
     mnist = data.load("mnist")
     (x, y), test = mnist.train, mnist.test
-    small = data.Dataset((x[:6000], y[:6000]), test, mnist.class_names, mnist.source)
+    small = data.Dataset((x[:6000], y[:6000]), test, mnist.class_names, mnist.source, "mnist")
     spec = Spec(epochs=1, seed=3)
-    first = evaluate(train(spec, small, verbose=0)[0], *test)
-    second = evaluate(train(spec, small, verbose=0)[0], *test)
+    first = evaluate(train(spec, small).model, *test)
+    second = evaluate(train(spec, small).model, *test)
     assert first["loss"] == second["loss"]
     assert first["accuracy"] == second["accuracy"]
 

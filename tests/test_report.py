@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mnistlab import cli, experiments, report
+from mnistlab import cli, data, experiments
 from mnistlab.errors import MnistlabError
+from mnistlab.reports import figures, page
 from mnistlab.spec import Spec
-from mnistlab.train import train_and_save
+from mnistlab.training import train
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -25,7 +26,7 @@ def png_size(raw: bytes) -> tuple[int, int]:
 
 
 def expected(inches: tuple[float, float]) -> tuple[int, int]:
-    return round(inches[0] * report.DPI), round(inches[1] * report.DPI)
+    return round(inches[0] * figures.DPI), round(inches[1] * figures.DPI)
 
 
 def test_confident_mistakes_most_confident_first():
@@ -39,29 +40,29 @@ def test_confident_mistakes_most_confident_first():
             [0.0, 1.0, 0.0],  # right
         ]
     )
-    assert report.confident_mistakes(labels, probabilities) == [2, 3, 1]
-    assert report.confident_mistakes(labels, probabilities, count=1) == [2]
-    assert report.confident_mistakes(labels[[0, 4]], probabilities[[0, 4]]) == []
+    assert figures.confident_mistakes(labels, probabilities) == [2, 3, 1]
+    assert figures.confident_mistakes(labels, probabilities, count=1) == [2]
+    assert figures.confident_mistakes(labels[[0, 4]], probabilities[[0, 4]]) == []
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, tiny):
     path = tmp_path_factory.mktemp("report") / "run"
-    train_and_save(Spec(epochs=2), tiny, "mnist", path)
+    train(Spec(epochs=2), tiny).save(path)
     return path
 
 
 def test_run_report_figures_and_page(run_dir, tiny, tmp_path):
     out = tmp_path / "report"
-    page, figures = report.make(run_dir, out, lambda name: tiny)
-    assert [f.name for f in figures] == [f"{name}.png" for name in report.SIZES]
-    for figure, name in zip(figures, report.SIZES, strict=True):
+    index, drawn = page.make(run_dir, out, lambda name: tiny)
+    assert [f.name for f in drawn] == [f"{name}.png" for name in figures.SIZES]
+    for figure, name in zip(drawn, figures.SIZES, strict=True):
         raw = figure.read_bytes()
         assert len(raw) > 5000, figure  # drawn, not blank
-        assert png_size(raw) == expected(report.SIZES[name]), figure
-    html = page.read_text()
+        assert png_size(raw) == expected(figures.SIZES[name]), figure
+    html = index.read_text()
     embedded = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
-    assert [base64.b64decode(e) for e in embedded] == [f.read_bytes() for f in figures]
+    assert [base64.b64decode(e) for e in embedded] == [f.read_bytes() for f in drawn]
     assert "http" not in html  # self-contained: nothing to fetch
     assert "Run run" in html
     metrics = json.loads((run_dir / "run.json").read_text())["metrics"]
@@ -80,25 +81,17 @@ def test_sweep_report_has_the_table_the_plot_and_the_best_run(tmp_path, tiny):
         "baseline",
     )
     sweep = tmp_path / "sweep"
-    engine = experiments.local(
-        tiny, lambda spec, data, folder: train_and_save(spec, data, "mnist", folder)
-    )
-    experiments.sweep(plan, sweep, engine)
-    groups = experiments.collect(plan, sweep)
-    rows = experiments.compare(groups, "baseline")
-    experiments.write_results(
-        rows, "baseline", "tiny", experiments.facts(groups, "mnist", [1, 2]), sweep
-    )
-    best = experiments.best(rows).variant
+    results = experiments.run_experiment(plan, out=sweep, data=tiny)
+    rows, best = results.rows, results.best.variant
 
-    page, figures = report.make(sweep, sweep / "report", lambda name: tiny)
-    names = [f.name for f in figures]
-    assert names == ["accuracy.png"] + [f"best-{name}.png" for name in report.SIZES]
-    assert png_size(figures[0].read_bytes()) == expected(report.accuracy_size(2))
-    for figure in figures[1:]:
-        assert png_size(figure.read_bytes()) == expected(report.SIZES[figure.stem[5:]])
-    html = page.read_text()
-    assert html.count("data:image/png;base64,") == len(figures)
+    index, drawn = page.make(results, sweep / "report", lambda name: tiny)
+    names = [f.name for f in drawn]
+    assert names == ["accuracy.png"] + [f"best-{name}.png" for name in figures.SIZES]
+    assert png_size(drawn[0].read_bytes()) == expected(figures.accuracy_size(2))
+    for figure in drawn[1:]:
+        assert png_size(figure.read_bytes()) == expected(figures.SIZES[figure.stem[5:]])
+    html = index.read_text()
+    assert html.count("data:image/png;base64,") == len(drawn)
     assert "<td>baseline</td>" in html and "<td>wide</td>" in html
     assert f"The best variant, {best}, on seed 1" in html
     for row in rows:
@@ -107,22 +100,22 @@ def test_sweep_report_has_the_table_the_plot_and_the_best_run(tmp_path, tiny):
 
 def test_report_refuses_other_folders(tmp_path):
     with pytest.raises(MnistlabError, match="neither a run folder") as caught:
-        report.make(tmp_path, tmp_path / "out", lambda name: None)
+        page.make(tmp_path, tmp_path / "out", lambda name: None)
     assert "mnistlab train" in caught.value.fix
     (tmp_path / "results.json").write_text("{}")
-    with pytest.raises(MnistlabError, match="results.json is damaged"):
-        report.make(tmp_path, tmp_path / "out", lambda name: None)
+    with pytest.raises(MnistlabError, match="damaged results"):
+        page.make(tmp_path, tmp_path / "out", lambda name: None)
 
 
 def test_report_command(run_dir, tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "load_data", lambda name, data_dir, offline: tiny)
+    monkeypatch.setattr(data, "load", lambda name, **options: tiny)
     runner = CliRunner()
     out = tmp_path / "pages"
     result = runner.invoke(cli.cli, ["report", str(run_dir), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert f"Wrote {out / 'index.html'}" in result.output
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["index.html", *(f"{name}.png" for name in report.SIZES)]
+        ["index.html", *(f"{name}.png" for name in figures.SIZES)]
     )
     result = runner.invoke(cli.cli, ["report", str(tmp_path / "nothing")])
     assert result.exit_code == 2

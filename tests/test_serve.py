@@ -11,9 +11,10 @@ from fastapi.testclient import TestClient
 from photos import encode, seven, strokes
 from PIL import Image
 
-from mnistlab import predict as pr
+from mnistlab import images as pr
 from mnistlab import runs
-from mnistlab.serve import create_app
+from mnistlab.prediction import classify
+from mnistlab.web import create_app
 
 SEVEN = encode(strokes((300, 300), seven(50, 50, 200), 14))
 
@@ -66,9 +67,9 @@ def check_answer(answer: dict, expected_pixels: np.ndarray, tiny_run) -> None:
 
 
 def test_predict_as_body_and_as_form_agree_with_the_command_line_path(client, tiny_run):
-    expected = pr.prepare_bytes(SEVEN).pixels
+    expected = pr.read_image(SEVEN).pixels
     model = runs.load(tiny_run).model
-    probabilities = pr.classify(model, expected[None])[0]
+    probabilities = classify(model, expected[None])[0]
     for response in (
         client.post("/api/predict", content=SEVEN, headers={"Content-Type": "image/png"}),
         client.post(
@@ -189,12 +190,12 @@ def test_unknown_paths_and_methods_are_json_errors(client):
 def test_a_fashion_mnist_run_answers_with_class_names(tmp_path, tiny):
     from mnistlab.data import Dataset
     from mnistlab.spec import Spec
-    from mnistlab.train import train_and_save
+    from mnistlab.training import train
 
     names = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat")
     names += ("Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-    fashion = Dataset(tiny.train, tiny.test, names, "synthetic")
-    train_and_save(Spec(epochs=1, hidden=(16,)), fashion, "fashion-mnist", tmp_path / "run")
+    fashion = Dataset(tiny.train, tiny.test, names, "synthetic", "fashion-mnist")
+    train(Spec(epochs=1, hidden=(16,)), fashion).save(tmp_path / "run")
     with TestClient(create_app(tmp_path / "run")) as client:
         model = client.get("/api/model").json()
         assert model["dataset"] == "fashion-mnist"

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mnistlab import cli, runs
+from mnistlab import cli, data, runs
 from mnistlab.data import preprocess
 
 GRID = """
@@ -29,7 +29,7 @@ GRID = """
 
 @pytest.fixture
 def sweep(tmp_path, monkeypatch, tiny):
-    monkeypatch.setattr(cli, "load_data", lambda name, data_dir, offline: tiny)
+    monkeypatch.setattr(data, "load", lambda name, **options: tiny)
     grid = tmp_path / "grid.toml"
     grid.write_text(textwrap.dedent(GRID))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -116,7 +116,7 @@ def test_a_sweep_shows_up_in_tensorboard_and_mlflow_once_each(sweep):
 
 
 def test_an_unreachable_mlflow_store_is_refused_before_training(tmp_path, monkeypatch, tiny):
-    monkeypatch.setattr(cli, "load_data", lambda name, data_dir, offline: tiny)
+    monkeypatch.setattr(data, "load", lambda name, **options: tiny)
     grid = tmp_path / "grid.toml"
     grid.write_text(textwrap.dedent(GRID))
     result = CliRunner().invoke(

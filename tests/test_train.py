@@ -5,20 +5,22 @@ import numpy as np
 import pytest
 
 from mnistlab import runs
+from mnistlab.augment import AugmentedImages, distort, shift_images
+from mnistlab.callbacks import EpochLine
 from mnistlab.data import Dataset, preprocess
 from mnistlab.errors import MnistlabError
-from mnistlab.evaluate import evaluate
+from mnistlab.evaluation import evaluate
 from mnistlab.models import build
-from mnistlab.predict import predict, top
+from mnistlab.prediction import predict, top
 from mnistlab.spec import Spec
-from mnistlab.train import AugmentedImages, EpochLine, distort, shift_images, train
+from mnistlab.training import fit
 
 QUICK = Spec(epochs=2, batch_size=32)
 
 
 @pytest.fixture(scope="module")
 def trained(tiny):
-    return train(QUICK, tiny, verbose=0)
+    return fit(QUICK, tiny)
 
 
 def test_history_has_keras_metrics_and_seconds_per_epoch(trained):
@@ -37,22 +39,22 @@ def test_the_lab_recipe_learns_the_synthetic_classes(trained, tiny):
 def test_validation_is_the_last_fifth_of_the_training_set(tiny):
     # Keras holds out the last 20% before shuffling: 400 images -> 320 train, 80 validation,
     # so 10 steps of 32 per epoch.
-    model, _ = train(Spec(epochs=1), tiny, verbose=0)
+    model, _ = fit(Spec(epochs=1), tiny)
     assert int(model.optimizer.iterations) == 10
 
 
 def test_loss_falls_when_overfitting_a_small_batch(tiny):
     (x, y), _ = tiny.train, tiny.test
     small = Dataset((x[:40], y[:40]), tiny.test, tiny.class_names, "synthetic")
-    _, history = train(Spec(epochs=40, batch_size=8, validation_split=0.2), small, verbose=0)
+    _, history = fit(Spec(epochs=40, batch_size=8, validation_split=0.2), small)
     assert history["loss"][-1] < 0.1 * history["loss"][0]
     assert history["accuracy"][-1] == 1.0
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(tiny):
     spec = Spec(epochs=1)
-    (m1, h1), (m2, h2) = train(spec, tiny, verbose=0), train(spec, tiny, verbose=0)
-    m3, h3 = train(spec.replace(seed=2), tiny, verbose=0)
+    (m1, h1), (m2, h2) = fit(spec, tiny), fit(spec, tiny)
+    m3, h3 = fit(spec.replace(seed=2), tiny)
     for a, b in zip(m1.get_weights(), m2.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert h1["loss"] == h2["loss"]
@@ -63,7 +65,7 @@ def test_evaluate_agrees_with_keras_and_with_predict(trained, tiny):
     model, _ = trained
     images, labels = tiny.test
     metrics = evaluate(model, images, labels)
-    keras_loss, keras_accuracy = model.evaluate(preprocess(images), labels, verbose=0)
+    keras_loss, keras_accuracy = model.evaluate(preprocess(images), labels)
     assert metrics["loss"] == pytest.approx(keras_loss, abs=1e-5)
     assert metrics["accuracy"] == pytest.approx(keras_accuracy)
     predicted = predict(model, images).argmax(axis=1)
@@ -89,9 +91,8 @@ def test_predict_one_image_matches_the_batch(trained, tiny):
 def save_run(path, trained, tiny):
     model, history = trained
     metrics = evaluate(model, *tiny.test)
-    return runs.save(
-        path, model, QUICK, "mnist", tiny.class_names, history, metrics, {"train": 1.0}, "synthetic"
-    )
+    run = runs.Run(model, QUICK, "mnist", tiny.class_names, history, metrics, {"train": 1.0})
+    return run.save(path)
 
 
 def test_run_folder_describes_itself(tmp_path, trained, tiny):
@@ -152,21 +153,11 @@ def test_loading_what_is_not_a_run(tmp_path):
 
 def test_a_cosine_run_saves_and_loads(tmp_path, tiny):
     spec = Spec(epochs=1, schedule="cosine")
-    model, history = train(spec, tiny, verbose=0)
+    model, history = fit(spec, tiny)
     # 400 images, 80 held out, batches of 32: 10 steps, the whole schedule.
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-8)
     metrics = evaluate(model, *tiny.test)
-    runs.save(
-        tmp_path / "run",
-        model,
-        spec,
-        "mnist",
-        tiny.class_names,
-        history,
-        metrics,
-        {"train": 1.0},
-        "synthetic",
-    )
+    runs.Run(model, spec, "mnist", tiny.class_names, history, metrics, {}).save(tmp_path / "run")
     assert runs.load(tmp_path / "run").spec.schedule == "cosine"
 
 
@@ -194,16 +185,16 @@ def test_shift_images_fills_the_edge_with_black():
 
 def test_training_with_shifts_is_deterministic_and_keeps_the_validation_split(tiny):
     spec = Spec(epochs=2, shift=2)
-    (m1, h1), (m2, h2) = train(spec, tiny, verbose=0), train(spec, tiny, verbose=0)
+    (m1, h1), (m2, h2) = fit(spec, tiny), fit(spec, tiny)
     assert h1["loss"] == h2["loss"]
     assert set(h1) == {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
     for a, b in zip(m1.get_weights(), m2.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert m1.count_params() == 101_770  # the augmentation adds no weights
-    plain = train(Spec(epochs=2), tiny, verbose=0)[1]
+    plain = fit(Spec(epochs=2), tiny)[1]
     assert plain["loss"] != h1["loss"]
 
-    model, _ = train(Spec(epochs=1, shift=2), tiny, verbose=0)
+    model, _ = fit(Spec(epochs=1, shift=2), tiny)
     assert (
         int(model.optimizer.iterations) == 10
     )  # 320 of the 400 images, the last 80 held out as without shifts
@@ -213,7 +204,7 @@ def test_training_with_shifts_is_deterministic_and_keeps_the_validation_split(ti
 def test_a_validation_split_of_0_trains_on_every_image_and_holds_none_out(tiny, shift):
     lines: list[str] = []
     spec = Spec(epochs=1, shift=shift, validation_split=0.0)
-    model, history = train(spec, tiny, verbose=0, callbacks=[EpochLine("all", 1, lines.append)])
+    model, history = fit(spec, tiny, callbacks=[EpochLine("all", 1, lines.append)])
     assert int(model.optimizer.iterations) == 13  # all 400 images, 32 a batch
     assert set(history) == {"loss", "accuracy", "seconds"}
     assert lines[0].startswith("all: epoch 1/1, training ")
@@ -259,11 +250,11 @@ def test_training_with_every_augmentation_and_batchnorm_is_deterministic(tiny):
     spec = Spec(
         epochs=2, conv=(4,), hidden=(16,), batchnorm=True, shift=1, rotate=10.0, elastic=20.0
     )
-    (m1, h1), (m2, h2) = train(spec, tiny, verbose=0), train(spec, tiny, verbose=0)
+    (m1, h1), (m2, h2) = fit(spec, tiny), fit(spec, tiny)
     assert h1["loss"] == h2["loss"]
     for a, b in zip(m1.get_weights(), m2.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
-    shifted_only = train(spec.replace(rotate=0.0, elastic=0.0), tiny, verbose=0)[1]
+    shifted_only = fit(spec.replace(rotate=0.0, elastic=0.0), tiny)[1]
     assert shifted_only["loss"] != h1["loss"]
 
 
@@ -283,7 +274,7 @@ def test_flips_mirror_about_half_the_images_and_only_those(tiny):
 
 def test_the_fast_path_trains_what_plain_fit_trains(tiny):
     spec = Spec(epochs=2)
-    fast, _ = train(spec, tiny, verbose=0)
+    fast, _ = fit(spec, tiny)
     assert fast.steps_per_execution == 10  # the whole epoch in one call
 
     keras.utils.set_random_seed(spec.seed)  # the lab's own cells: one step a call

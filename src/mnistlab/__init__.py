@@ -1,3 +1,95 @@
-"""mnistlab: the MNIST lab with Keras, as software. See README.md."""
+"""mnistlab: the MNIST lab with Keras, as a library and a command.
 
-__version__ = "0.1.0"
+    import mnistlab as ml
+    ds = ml.load("mnist")                                  # offline, verified, cached
+    run = ml.train(ml.preset("lab", epochs=10), ds)        # a Run: model, history, metrics
+    run.evaluate(); run.predict(ds.test[0][:5]); run.save("runs/mine")
+    results = ml.run_experiment("lab", seeds=5)            # resumable; the results table
+
+Importing mnistlab is cheap and picks no Keras backend: the names below load their modules
+when first used, and training follows the backend Keras runs (else `$KERAS_BACKEND`, else JAX).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.2.0"
+
+# public name -> (module, attribute)
+API = {
+    "load": ("mnistlab.data", "load"),
+    "Dataset": ("mnistlab.data", "Dataset"),
+    "datasets": ("mnistlab.datasets", None),
+    "Spec": ("mnistlab.spec", "Spec"),
+    "preset": ("mnistlab.spec", "preset"),
+    "PRESETS": ("mnistlab.spec", "PRESETS"),
+    "build": ("mnistlab.models", "build"),
+    "train": ("mnistlab.training", "train"),
+    "Run": ("mnistlab.runs", "Run"),
+    "load_run": ("mnistlab.runs", "load"),
+    "evaluate": ("mnistlab.evaluation", "evaluate"),
+    "predict": ("mnistlab.prediction", "predict"),
+    "read_image": ("mnistlab.images", "read_image"),
+    "run_experiment": ("mnistlab.experiments", "run_experiment"),
+    "list_experiments": ("mnistlab.experiments", "names"),
+    "compare_runs": ("mnistlab.results", "compare_runs"),
+    "Results": ("mnistlab.results", "Results"),
+    "report": ("mnistlab.reports", "report"),
+    "MnistlabError": ("mnistlab.errors", "MnistlabError"),
+}
+__all__ = [
+    "Dataset",
+    "MnistlabError",
+    "PRESETS",
+    "Results",
+    "Run",
+    "Spec",
+    "__version__",
+    "build",
+    "compare_runs",
+    "datasets",
+    "evaluate",
+    "list_experiments",
+    "load",
+    "load_run",
+    "predict",
+    "preset",
+    "read_image",
+    "report",
+    "run_experiment",
+    "train",
+]
+
+if TYPE_CHECKING:
+    from mnistlab import datasets
+    from mnistlab.data import Dataset, load
+    from mnistlab.errors import MnistlabError
+    from mnistlab.evaluation import evaluate
+    from mnistlab.experiments import names as list_experiments
+    from mnistlab.experiments import run_experiment
+    from mnistlab.images import read_image
+    from mnistlab.models import build
+    from mnistlab.prediction import predict
+    from mnistlab.reports import report
+    from mnistlab.results import Results, compare_runs
+    from mnistlab.runs import Run
+    from mnistlab.runs import load as load_run
+    from mnistlab.spec import PRESETS, Spec, preset
+    from mnistlab.training import train
+
+
+def __getattr__(name: str) -> Any:
+    if name not in API:
+        raise AttributeError(f"module 'mnistlab' has no attribute {name!r}")
+    module, attribute = API[name]
+    value = importlib.import_module(module)
+    if attribute is not None:
+        value = getattr(value, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,8 +1,15 @@
-"""Choose the Keras backend before Keras is imported; Keras reads `KERAS_BACKEND` only once.
+"""Which Keras backend runs: mnistlab follows the one Keras already runs, and chooses only when
+Keras is not imported yet. Keras reads `KERAS_BACKEND` once, at import, so a process (a notebook
+kernel) runs one backend.
 
-The default is JAX: it trains the lab's model 6 times faster than the lab's plain TensorFlow
-recipe here (`mnistlab bench`). TensorFlow, the engine the lab names, is `--backend tensorflow`
-or `KERAS_BACKEND=tensorflow`. Modules that import Keras are imported after `use()`.
+`use(name)` makes sure Keras runs `name` (None: whatever Keras runs, or will run: its
+`KERAS_BACKEND`, else JAX), importing Keras if it is not imported yet. A request for another
+backend than the one running is a clear error before any work, saying how to switch.
+Importing mnistlab imports no backend; the functions that need Keras call `use`.
+
+JAX is the default: it trains the lab's model 6 times faster than the lab's plain TensorFlow
+recipe here (`mnistlab bench`). TensorFlow, the engine the lab names, is an extra
+(`pip install 'mnistlab[tensorflow]'`).
 """
 
 import importlib
@@ -17,30 +24,72 @@ DEFAULT = "jax"
 BACKENDS = ("tensorflow", "jax")
 
 
+def running() -> str | None:
+    """The backend Keras runs in this process, or None before Keras is imported."""
+    if "keras" not in sys.modules:
+        return None
+    import keras
+
+    return str(keras.backend.backend())
+
+
 def default() -> str:
-    return os.environ.get("KERAS_BACKEND", DEFAULT)
+    """The backend `use()` gives: the one Keras runs, else `$KERAS_BACKEND`, else JAX."""
+    return running() or os.environ.get("KERAS_BACKEND") or DEFAULT
 
 
-def use(name: str | None = None) -> str:
-    """Select backend `name` (else `KERAS_BACKEND`, else JAX) and return it."""
+def use(name: str | None = None, what: str = "the spec") -> str:
+    """Make sure Keras runs `name` (None: `default()`), importing Keras if needed, and return
+    the backend's name. `what` names who asks, in the error."""
+    if name is not None and name not in BACKENDS:
+        raise MnistlabError(
+            f"{what} asks for the backend {name!r}", f"choose one of: {', '.join(BACKENDS)}"
+        )
+    current = running()
+    if current is not None:
+        if name is not None and name != current:
+            raise MnistlabError(
+                f"{what} asks for {name}, but Keras already runs {current} in this process",
+                f"set KERAS_BACKEND={name} before Keras is first imported (in a notebook: "
+                f"restart the kernel, then set it first), or ask for {current}",
+            )
+        if current not in BACKENDS:
+            raise MnistlabError(
+                f"Keras runs {current}, which mnistlab does not support",
+                f"set KERAS_BACKEND to one of {', '.join(BACKENDS)} before importing Keras",
+            )
+        return current
     name = name or default()
     if name not in BACKENDS:
-        raise MnistlabError(f"unknown backend {name!r}", f"choose one of: {', '.join(BACKENDS)}")
-    if "keras" in sys.modules:
-        import keras
-
-        active = keras.backend.backend()
-        if active != name:
-            raise MnistlabError(
-                f"Keras is already running on {active}, not {name}",
-                f"start a new process with KERAS_BACKEND={name}",
-            )
-        return name
+        raise MnistlabError(
+            f"KERAS_BACKEND={name} is not a backend mnistlab supports",
+            f"set it to one of: {', '.join(BACKENDS)}",
+        )
+    if importlib.util.find_spec(name) is None:
+        raise MnistlabError(
+            f"{what} asks for {name}, which is not installed",
+            f"install it with: pip install 'mnistlab[{name}]'",
+        )
     os.environ["KERAS_BACKEND"] = name
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if importlib.util.find_spec("tensorflow") is not None:
-        import_quietly("tensorflow")  # Keras imports it on either backend, for its data adapters
+    if name == "tensorflow":
+        import_quietly("tensorflow")
+    importlib.import_module("keras")
+    if name == "jax":
+        keep_tensorflow_asleep()
     return name
+
+
+def keep_tensorflow_asleep() -> None:
+    """On JAX, Keras asks whether TensorFlow is installed, importing it (4 s here), only to
+    check whether a value it saves or seeds is TensorFlow's; on JAX none is. Tell Keras's lazy
+    TensorFlow module that it is absent, unless something imported TensorFlow already. Training
+    and saving on JAX then import no TensorFlow (tests/test_backend.py)."""
+    if "tensorflow" in sys.modules:
+        return
+    from keras.src.utils import module_utils
+
+    module_utils.tensorflow._available = False
 
 
 def device() -> str:

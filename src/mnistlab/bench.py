@@ -29,9 +29,9 @@ def measure(path: str, epochs: int) -> dict[str, Any]:
     import keras
 
     from mnistlab import data
-    from mnistlab.evaluate import evaluate
+    from mnistlab.callbacks import EpochTimer
     from mnistlab.spec import preset
-    from mnistlab.train import EpochTimer, train
+    from mnistlab.training import train
 
     mnist = data.load("mnist")
     spec = preset("lab").replace(epochs=epochs, backend=keras.backend.backend())
@@ -63,9 +63,8 @@ def measure(path: str, epochs: int) -> dict[str, Any]:
         accuracy = float(model.evaluate(x_test, y_test, verbose=0)[1])
         parameters = model.count_params()
     else:
-        model, _ = train(spec, mnist, verbose=0, callbacks=[timer])
-        accuracy = float(evaluate(model, *mnist.test)["accuracy"])
-        parameters = model.count_params()
+        run = train(spec, mnist, callbacks=[timer])
+        accuracy, parameters = run.accuracy, run.model.count_params()
     return {
         "path": path,
         "backend": keras.backend.backend(),
@@ -83,9 +82,9 @@ def to_99(target: float = 0.99) -> dict[str, Any]:
     import keras
 
     from mnistlab import data
-    from mnistlab.evaluate import evaluate
+    from mnistlab.evaluation import evaluate
     from mnistlab.spec import preset
-    from mnistlab.train import train
+    from mnistlab.training import train
 
     mnist = data.load("mnist")
     accuracies: list[float] = []
@@ -96,7 +95,7 @@ def to_99(target: float = 0.99) -> dict[str, Any]:
             self.model.stop_training = accuracies[-1] >= target
 
     spec = preset("fast")
-    _, history = train(spec, mnist, verbose=0, callbacks=[Probe()])
+    history = train(spec, mnist, callbacks=[Probe()]).history
     reached = accuracies[-1] >= target
     return {
         "path": "to-99",

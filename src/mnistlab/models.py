@@ -4,15 +4,19 @@ The lab's model, `build(preset("lab"))`: Input(784) -> Dense(128, relu) -> Dense
 101,770 parameters; adam, sparse categorical cross-entropy, accuracy.
 """
 
-import io
-from typing import Any
+from __future__ import annotations
 
-import keras
+import io
+from typing import TYPE_CHECKING, Any
 
 from mnistlab.spec import Spec
 
+if TYPE_CHECKING:  # imported where it is used, once the backend is chosen
+    import keras
+
 INPUT_SIZE = 28 * 28
 LOSS = "sparse_categorical_crossentropy"
+CLASSES = 10  # both data sets have ten classes
 
 
 def build(spec: Spec, steps_per_epoch: int = 1500, steps_per_execution: int = 1) -> keras.Model:
@@ -20,6 +24,11 @@ def build(spec: Spec, steps_per_epoch: int = 1500, steps_per_execution: int = 1)
     `steps_per_epoch` sets the length of a cosine schedule (1500 for the lab's 48,000 images
     in batches of 32); `steps_per_execution` how many training steps one compiled call runs,
     which changes the speed, not the arithmetic."""
+    from mnistlab import backend
+
+    backend.use(spec.backend)
+    import keras
+
     layers: list[keras.layers.Layer] = []
     if spec.conv:
         layers.append(keras.layers.Reshape((28, 28, 1)))
@@ -31,7 +40,7 @@ def build(spec: Spec, steps_per_epoch: int = 1500, steps_per_execution: int = 1)
         layers += activated(keras.layers.Dense, units, spec)
         if spec.dropout:
             layers.append(keras.layers.Dropout(spec.dropout))
-    layers.append(keras.layers.Dense(spec.num_classes, activation="softmax"))
+    layers.append(keras.layers.Dense(CLASSES, activation="softmax"))
     model = keras.Sequential([keras.Input((INPUT_SIZE,)), *layers], name="mnistlab")
     rate: float | keras.optimizers.schedules.LearningRateSchedule = spec.learning_rate
     if spec.schedule == "cosine":
@@ -54,6 +63,8 @@ def activated(
 ) -> list[keras.layers.Layer]:
     """A layer with its activation, or with batch normalisation between the two, as Ioffe and
     Szegedy place it; the layer's bias is then dropped, the normalisation's shift replacing it."""
+    import keras
+
     if not spec.batchnorm:
         return [kind(size, activation=spec.activation, **options)]
     return [
@@ -74,7 +85,7 @@ def parameter_count(spec: Spec) -> int:
         channels, side = filters, side // 2
     sizes = [side * side * channels, *spec.hidden]
     count += sum(a * b + per_unit * b for a, b in zip(sizes, sizes[1:], strict=False))
-    return count + sizes[-1] * spec.num_classes + spec.num_classes
+    return count + sizes[-1] * CLASSES + CLASSES
 
 
 def multiply_adds(spec: Spec) -> int:
@@ -84,7 +95,7 @@ def multiply_adds(spec: Spec) -> int:
     for filters in spec.conv:
         count += side * side * 9 * channels * filters
         channels, side = filters, side // 2
-    sizes = [side * side * channels, *spec.hidden, spec.num_classes]
+    sizes = [side * side * channels, *spec.hidden, CLASSES]
     return count + sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
 
 

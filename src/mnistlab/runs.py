@@ -1,9 +1,15 @@
-"""Run folders: everything needed to rebuild, evaluate and predict from the folder alone.
+"""Runs: a trained model with everything needed to use it again, and the folders that hold them.
 
-A run folder holds `model.keras`, `run.json` (spec, data set, class names, preprocessing,
-test metrics, seconds, versions), `history.json` and `history.csv`. It is written in a
-temporary folder beside its destination and renamed into place when complete, so a failed or
-interrupted run never leaves a half-written folder and never touches an existing one.
+    run = ml.train(spec, data)            # a Run: model, spec, history, metrics, seconds
+    run.evaluate(); run.predict(images)   # test metrics; probabilities
+    run.save("runs/mine"); run = ml.load_run("runs/mine")
+
+A run folder holds `model.keras`, `run.json` (spec, data set, class names, preprocessing, test
+metrics, seconds, versions), `history.json` and `history.csv`. It is written in a temporary
+folder beside its destination and renamed into place when complete, so a failed or interrupted
+run never leaves a half-written folder and never touches an existing one.
+
+This module owns every file name of a run folder and of a sweep folder (`SweepFolder`).
 """
 
 from __future__ import annotations
@@ -12,44 +18,108 @@ import contextlib
 import csv
 import io
 import json
-import os
 import platform
 import shutil
-import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mnistlab import __version__, backend
-from mnistlab.data import atomic_write
+import numpy as np
+
+from mnistlab import __version__
 from mnistlab.errors import MnistlabError
+from mnistlab.files import new_folder, write_json, write_text
 from mnistlab.spec import Spec
 
 if TYPE_CHECKING:  # Keras is imported where it is used, after the backend is chosen
     import keras
 
+    from mnistlab.data import Dataset
+
 PREPROCESSING = "pixels / 255 as float32, 28x28 flattened to 784"
 MODEL_FILE = "model.keras"
 META_FILE = "run.json"
+HISTORY_JSON = "history.json"
+HISTORY_CSV = "history.csv"
+NOT_A_RUN = "pass a folder made by `mnistlab train` or `Run.save`"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Run:
-    path: Path
+    """A trained model and what describes it: the spec it was trained from (seed and backend
+    included), the data set and its class names, the per-epoch history (with seconds), the
+    test metrics measured when it was trained, and the seconds taken. `path` is the run
+    folder it was saved to or loaded from, if any."""
+
     model: keras.Model
     spec: Spec
-    meta: dict[str, Any]
+    dataset: str
+    class_names: tuple[str, ...]
+    history: dict[str, list[float]]
+    metrics: dict[str, Any]
+    seconds: dict[str, float]
+    source: str = ""
+    info: dict[str, Any] = field(default_factory=lambda: describe_machine())  # backend, device...
+    path: Path | None = None
 
     @property
-    def dataset(self) -> str:
-        return str(self.meta["dataset"])
+    def accuracy(self) -> float:
+        """Test accuracy, measured when the run was trained."""
+        return float(self.metrics["accuracy"])
 
     @property
-    def class_names(self) -> list[str]:
-        return list(self.meta["class_names"])
+    def meta(self) -> dict[str, Any]:
+        """What `run.json` holds."""
+        return {
+            "dataset": self.dataset,
+            "class_names": list(self.class_names),
+            "preprocessing": PREPROCESSING,
+            "spec": self.spec.to_dict(),
+            "parameters": self.model.count_params(),
+            "metrics": self.metrics,
+            "seconds": self.seconds,
+            "data_source": self.source,
+            **self.info,
+        }
+
+    def predict(self, images: Any) -> np.ndarray:
+        """Class probabilities: (N, classes) for a batch, (classes,) for one image. Takes the
+        data set's uint8 images, float images in [0, 1] (28x28 or flattened to 784), or
+        pictures that `ml.read_image` prepared."""
+        from mnistlab.prediction import as_pixels, classify
+
+        pixels, single = as_pixels(images)
+        probabilities = classify(self.model, pixels)
+        return probabilities[0] if single else probabilities
+
+    def evaluate(self, data: Dataset | None = None) -> dict[str, Any]:
+        """Loss, accuracy, per-class accuracy and confusion matrix on the test set of `data`,
+        by default the run's own data set (loaded offline from the cache, or fetched)."""
+        from mnistlab import data as datamod
+        from mnistlab.evaluation import evaluate
+
+        data = data if data is not None else datamod.load(self.dataset)
+        return evaluate(self.model, *data.test)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the run folder at `path`, atomically; an existing non-empty `path` is refused."""
+        path = Path(path)
+        with new_folder(path) as tmp:
+            self.model.save(tmp / MODEL_FILE)
+            write_json(tmp / META_FILE, self.meta)
+            write_json(tmp / HISTORY_JSON, self.history)
+            write_text(tmp / HISTORY_CSV, history_csv(self.history))
+        self.path = path
+        return path
+
+    def __repr__(self) -> str:
+        where = f", path={str(self.path)!r}" if self.path else ""
+        return (
+            f"Run(dataset={self.dataset!r}, accuracy={self.accuracy:.4f}, "
+            f"parameters={self.model.count_params():,}, epochs={self.spec.epochs}{where})"
+        )
 
 
 def versions() -> dict[str, str]:
@@ -60,12 +130,18 @@ def versions() -> dict[str, str]:
     return found
 
 
-def check_new(path: Path) -> None:
-    """Refuse a destination that holds anything, before any work is done."""
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise MnistlabError(
-            f"{path} already exists and is not empty", "choose another --out, or remove it"
-        )
+def describe_machine() -> dict[str, Any]:
+    """The backend, device, package versions and time of a run, for its `run.json`."""
+    import keras
+
+    from mnistlab import backend
+
+    return {
+        "backend": keras.backend.backend(),
+        "device": backend.device(),
+        "versions": versions(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 def history_csv(history: dict[str, list[float]]) -> str:
@@ -78,59 +154,69 @@ def history_csv(history: dict[str, list[float]]) -> str:
     return out.getvalue()
 
 
-def save(
-    path: Path,
-    model: keras.Model,
-    spec: Spec,
-    dataset: str,
-    class_names: tuple[str, ...] | list[str],
-    history: dict[str, list[float]],
-    metrics: dict[str, Any],
-    seconds: dict[str, float],
-    source: str,
-) -> Path:
-    """Write a complete run folder at `path`, atomically."""
-    import keras
-
-    check_new(path)
-    meta = {
-        "dataset": dataset,
-        "class_names": list(class_names),
-        "preprocessing": PREPROCESSING,
-        "spec": spec.to_dict(),
-        "parameters": model.count_params(),
-        "metrics": metrics,
-        "seconds": seconds,
-        "data_source": source,
-        "backend": keras.backend.backend(),
-        "device": backend.device(),
-        "versions": versions(),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    with new_folder(path) as tmp:
-        model.save(tmp / MODEL_FILE)
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        (tmp / "history.json").write_text(json.dumps(history, indent=2) + "\n")
-        (tmp / "history.csv").write_text(history_csv(history))
-    return path
-
-
-@contextlib.contextmanager
-def new_folder(path: Path) -> Iterator[Path]:
-    """A temporary folder beside `path` to fill, renamed to `path` when the block ends well
-    and removed when it does not. Refuses a `path` that holds anything."""
-    check_new(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+def read_meta(path: Path) -> dict[str, Any]:
+    """The `run.json` of a run folder, without loading its model."""
+    path = Path(path)
+    if not path.is_dir():
+        raise MnistlabError(f"no run folder at {path}", NOT_A_RUN)
     try:
-        yield tmp
-        os.chmod(tmp, 0o755)
-        if path.is_dir():
-            path.rmdir()  # empty, checked above
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        meta: dict[str, Any] = json.loads((path / META_FILE).read_text())
+    except FileNotFoundError:
+        raise MnistlabError(
+            f"{path} is not an mnistlab run folder (no {META_FILE})", NOT_A_RUN
+        ) from None
+    except ValueError as e:
+        raise MnistlabError(f"{path} holds a damaged {META_FILE} ({e})", "train it again") from e
+    return meta
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    try:
+        values: dict[str, list[float]] = json.loads((Path(path) / HISTORY_JSON).read_text())
+    except (OSError, ValueError) as e:
+        raise MnistlabError(
+            f"{path} has no readable {HISTORY_JSON} ({e})", "train the run again"
+        ) from e
+    return values
+
+
+def load(path: str | Path) -> Run:
+    """The run saved at `path`, with its model loaded; a clear error for anything else."""
+    path = Path(path)
+    if not path.is_dir():
+        raise MnistlabError(f"no run folder at {path}", NOT_A_RUN)
+    meta_file, model_file = path / META_FILE, path / MODEL_FILE
+    if not meta_file.is_file() or not model_file.is_file():
+        raise MnistlabError(
+            f"{path} is not an mnistlab run folder (no {META_FILE} or {MODEL_FILE})", NOT_A_RUN
+        )
+    try:
+        meta = json.loads(meta_file.read_text())
+        spec = Spec.from_dict(meta["spec"])
+        from mnistlab import backend
+
+        backend.use(meta.get("backend"), what=f"the run {path}")
+        import keras
+
+        model = keras.saving.load_model(model_file)
+        history = read_history(path) if (path / HISTORY_JSON).is_file() else {}
+        run = Run(
+            model=model,
+            spec=spec,
+            dataset=str(meta["dataset"]),
+            class_names=tuple(meta["class_names"]),
+            history=history,
+            metrics=dict(meta.get("metrics", {})),
+            seconds=dict(meta.get("seconds", {})),
+            source=str(meta.get("data_source", "")),
+            info={k: meta[k] for k in ("backend", "device", "versions", "created") if k in meta},
+            path=path,
+        )
+    except (ValueError, KeyError, TypeError, OSError) as e:
+        raise MnistlabError(
+            f"{path} holds a damaged run ({type(e).__name__}: {e})", "train it again"
+        ) from e
+    return run
 
 
 def pack(path: Path) -> dict[str, bytes]:
@@ -150,48 +236,43 @@ def unpack(files: dict[str, bytes], path: Path) -> Path:
     return path
 
 
-def write_json(path: Path, value: Any) -> None:
-    write_text(path, json.dumps(value, indent=2) + "\n")
+@dataclass(frozen=True)
+class SweepFolder:
+    """The layout of a sweep folder: one run folder per variant and seed, a record of each
+    failed run, and the results files."""
 
+    path: Path
 
-def write_text(path: Path, text: str) -> None:
-    atomic_write(path, text.encode())
+    def run(self, variant: str, seed: int) -> Path:
+        return self.path / "runs" / variant / f"seed-{seed}"
 
+    def failure(self, variant: str, seed: int) -> Path:
+        return self.path / "failed" / f"{variant}-seed-{seed}.json"
 
-def read_meta(path: Path) -> dict[str, Any]:
-    """The `run.json` of a run folder, without loading its model."""
-    if not path.is_dir():
-        raise MnistlabError(f"no run folder at {path}", "pass a folder made by `mnistlab train`")
-    try:
-        meta: dict[str, Any] = json.loads((path / META_FILE).read_text())
-    except FileNotFoundError:
-        raise MnistlabError(
-            f"{path} is not an mnistlab run folder (no {META_FILE})",
-            "pass a folder made by `mnistlab train`",
-        ) from None
-    except ValueError as e:
-        raise MnistlabError(f"{path} holds a damaged {META_FILE} ({e})", "train it again") from e
-    return meta
+    @property
+    def failures(self) -> Path:
+        return self.path / "failed"
 
+    @property
+    def results_md(self) -> Path:
+        return self.path / "results.md"
 
-def load(path: Path) -> Run:
-    """The run at `path`, with its model loaded; a clear error for anything else."""
-    if not path.is_dir():
-        raise MnistlabError(f"no run folder at {path}", "pass a folder made by `mnistlab train`")
-    meta_file, model_file = path / META_FILE, path / MODEL_FILE
-    if not meta_file.is_file() or not model_file.is_file():
-        raise MnistlabError(
-            f"{path} is not an mnistlab run folder (no {META_FILE} or {MODEL_FILE})",
-            "pass a folder made by `mnistlab train`",
-        )
-    try:
-        meta = json.loads(meta_file.read_text())
-        spec = Spec.from_dict(meta["spec"])
-        import keras
+    @property
+    def results_csv(self) -> Path:
+        return self.path / "results.csv"
 
-        model = keras.saving.load_model(model_file)
-    except (ValueError, KeyError, TypeError, OSError) as e:
-        raise MnistlabError(
-            f"{path} holds a damaged run ({type(e).__name__}: {e})", "train it again"
-        ) from e
-    return Run(path, model, spec, meta)
+    @property
+    def results_json(self) -> Path:
+        return self.path / "results.json"
+
+    @property
+    def accuracy_png(self) -> Path:
+        return self.path / "accuracy.png"
+
+    def finished(self, variant: str, seed: int) -> bool:
+        return (self.run(variant, seed) / META_FILE).is_file()
+
+    def clear_stale(self) -> None:
+        """Remove the temporary folders of runs whose process was killed while saving."""
+        for stale in self.path.glob("runs/*/.seed-*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True)

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mnistlab.backend import BACKENDS
-from mnistlab.backend import default as default_backend
 from mnistlab.errors import MnistlabError
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
@@ -41,8 +40,7 @@ class Spec:
     learning_rate: float = 0.001  # Keras's default for adam
     schedule: str = "constant"  # or "cosine": decay to 0 over all the training steps
     seed: int = 1
-    backend: str = field(default_factory=default_backend)  # $KERAS_BACKEND, else jax
-    num_classes: int = field(default=10, repr=False)
+    backend: str | None = None  # None: the backend Keras runs ($KERAS_BACKEND, else jax)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -76,11 +74,12 @@ class Spec:
         for key, allowed in (
             ("optimizer", OPTIMIZERS),
             ("activation", ACTIVATIONS),
-            ("backend", BACKENDS),
             ("schedule", SCHEDULES),
         ):
             if getattr(self, key) not in allowed:
                 raise invalid(key, getattr(self, key), f"one of {', '.join(allowed)}")
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise invalid("backend", self.backend, f"one of {', '.join(BACKENDS)}")
 
     def replace(self, **changes: Any) -> Spec:
         return Spec.from_dict({**self.to_dict(), **changes})
@@ -90,6 +89,8 @@ class Spec:
 
     @staticmethod
     def from_dict(values: dict[str, Any]) -> Spec:
+        # Run folders before 0.2 stored the class count, now the data set's, in the spec
+        values = {k: v for k, v in values.items() if k != "num_classes"}
         unknown = sorted(set(values) - set(TYPES))
         if unknown:
             raise MnistlabError(
@@ -103,6 +104,10 @@ TYPES: dict[str, Any] = typing.get_type_hints(Spec)
 
 
 def check_type(key: str, value: Any, kind: Any) -> None:
+    if kind == (str | None):
+        if value is None:
+            return
+        kind = str
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return  # 1 is a fine learning rate
     if typing.get_origin(kind) is tuple:
@@ -169,7 +174,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def preset(name: str) -> Spec:
+def preset(name: str = "lab", **changes: Any) -> Spec:
+    """The named recipe, with `changes` to its fields: `preset("lab", epochs=10)`."""
     if name not in PRESETS:
         raise MnistlabError(f"unknown preset {name!r}", f"choose one of: {', '.join(PRESETS)}")
-    return Spec(**PRESETS[name])
+    spec = Spec(**PRESETS[name])
+    return spec.replace(**changes) if changes else spec

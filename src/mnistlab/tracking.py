@@ -23,6 +23,7 @@ import numpy as np
 
 from mnistlab import runs
 from mnistlab.errors import MnistlabError
+from mnistlab.files import new_folder
 
 # history.json key -> the name each tracker shows
 EPOCH_METRICS = {
@@ -44,9 +45,7 @@ class Tracker(Protocol):
 
 def read_run(folder: Path) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """The run's `run.json` and its per-epoch history."""
-    meta = runs.read_meta(folder)
-    history: dict[str, list[float]] = json.loads((folder / "history.json").read_text())
-    return meta, history
+    return runs.read_meta(folder), runs.read_history(folder)
 
 
 class TensorBoard:
@@ -64,7 +63,7 @@ class TensorBoard:
         if target.is_dir() and any(target.iterdir()):
             return False
         meta, history = read_run(folder)
-        with runs.new_folder(target) as tmp:
+        with new_folder(target) as tmp:
             write_events(tmp, meta, history)
         return True
 
@@ -224,7 +223,7 @@ class MLflow:
                 pip_requirements=requirements,
             )
             self.client.log_artifacts(run_id, str(model_dir), "model")
-        for name in (runs.META_FILE, "history.csv"):
+        for name in (runs.META_FILE, runs.HISTORY_CSV):
             self.client.log_artifact(run_id, str(folder / name), "run")
 
 

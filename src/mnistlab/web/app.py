@@ -5,7 +5,7 @@ app; uvicorn serves it in one process. Every picture goes through the same path 
 line's (`predict.read_image`, then `predict.prepare`), so the page, the API and `mnistlab
 predict` give the same answer for the same file.
 
-- `GET /`: the page (a package file, `static/index.html`): a canvas to draw on with a mouse, a
+- `GET /`: the page (a package file, `web/static/index.html`): a canvas to draw on with a mouse, a
   pen or a finger, the prediction updated as you draw, a bar for each class, the 28x28 image the
   model saw, and a file picker for a photo.
 - `POST /api/predict`: an image as the request body (Content-Type image/... or
@@ -27,7 +27,7 @@ import base64
 import logging
 import socket
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,8 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from mnistlab import __version__, runs
-from mnistlab import predict as pr
+from mnistlab import images as im
+from mnistlab import prediction as pr
 from mnistlab.errors import MnistlabError
 
 FORM_OVERHEAD = 64 * 1024  # a multipart form's boundaries and headers, beyond the file itself
@@ -54,8 +55,8 @@ log = logging.getLogger("mnistlab.serve")
 PREDICT_BODY = {
     "requestBody": {
         "required": True,
-        "description": f"One image of at most {pr.size_text(pr.MAX_BYTES)} and "
-        f"{pr.MAX_PIXELS:,} pixels: {pr.FORMATS}.",
+        "description": f"One image of at most {im.size_text(im.MAX_BYTES)} and "
+        f"{im.MAX_PIXELS:,} pixels: {im.FORMATS}.",
         "content": {
             "image/*": {"schema": {"type": "string", "format": "binary"}},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -89,7 +90,7 @@ def create_app(run_dir: Path) -> FastAPI:
 
 
 def build_app(run: runs.Run) -> FastAPI:
-    page = resources.files("mnistlab").joinpath("static/index.html").read_text(encoding="utf-8")
+    page = resources.files("mnistlab.web").joinpath("static/index.html").read_text(encoding="utf-8")
     names = run.class_names
     # Keras builds a model's compiled forward pass on its first call: one at a time, and once
     # here rather than in the first visitor's request.
@@ -97,14 +98,15 @@ def build_app(run: runs.Run) -> FastAPI:
     # Pictures are decoded and prepared two at a time (the machine's cores): a 50-megapixel PNG
     # takes some 250 MB while it is decoded, so 40 at once (anyio's default) could take 10 GB.
     decoders = anyio.CapacityLimiter(DECODERS)
-    pr.classify(run.model, np.zeros((1, pr.SIDE, pr.SIDE), np.float32))
+    pr.classify(run.model, np.zeros((1, im.SIDE, im.SIDE), np.float32))
 
+    run_name = run.path.name if run.path else "unsaved"
     # FastAPI's docs pages with Swagger UI and ReDoc served from here rather than a CDN
     app = FastAPIOffline(
         title="mnistlab",
         version=__version__,
         summary=f"Reads handwritten {'digits' if run.dataset == 'mnist' else 'pictures'} "
-        f"with the run {run.path.name} ({run.dataset}).",
+        f"with the run {run_name} ({run.dataset}).",
     )
 
     @app.exception_handler(ApiError)
@@ -136,7 +138,7 @@ def build_app(run: runs.Run) -> FastAPI:
         """The run being served: data set, class names, spec, metrics, and the upload limits."""
         meta = run.meta
         return {
-            "run": run.path.name,
+            "run": run_name,
             "dataset": run.dataset,
             "class_names": names,
             "spec": meta["spec"],
@@ -146,8 +148,8 @@ def build_app(run: runs.Run) -> FastAPI:
             "created": meta.get("created"),
             "versions": meta.get("versions", {}),
             "limits": {
-                "max_bytes": pr.MAX_BYTES,
-                "max_pixels": pr.MAX_PIXELS,
+                "max_bytes": im.MAX_BYTES,
+                "max_pixels": im.MAX_PIXELS,
                 "content_types": ["image/*", *RAW_TYPES, "multipart/form-data"],
             },
         }
@@ -159,7 +161,7 @@ def build_app(run: runs.Run) -> FastAPI:
         data = await image_bytes(request)
 
         def work() -> dict[str, Any]:
-            prepared = pr.prepare_bytes(data)
+            prepared = im.read_image(data)
             with lock:
                 probabilities = pr.classify(run.model, prepared.pixels[None])[0]
             return answer(prepared, probabilities, names)
@@ -172,14 +174,16 @@ def build_app(run: runs.Run) -> FastAPI:
     return app
 
 
-def answer(prepared: pr.Prepared, probabilities: np.ndarray, names: list[str]) -> dict[str, Any]:
-    png = base64.b64encode(pr.png(prepared.pixels)).decode()
+def answer(
+    prepared: im.Prepared, probabilities: np.ndarray, names: Sequence[str]
+) -> dict[str, Any]:
+    png = base64.b64encode(im.png(prepared.pixels)).decode()
     return pr.describe(probabilities, names) | {
         "inverted": prepared.inverted,
         "ink_box": list(prepared.ink_box),
         "image": {
-            "width": pr.SIDE,
-            "height": pr.SIDE,
+            "width": im.SIDE,
+            "height": im.SIDE,
             "pixels": prepared.as_uint8().tolist(),
             "png": f"data:image/png;base64,{png}",
         },
@@ -197,7 +201,7 @@ async def image_bytes(request: Request) -> bytes:
             "send the image as the body with Content-Type image/png (or image/jpeg, ...), "
             "or as the file of a multipart/form-data form",
         )
-    body = await read_body(request, pr.MAX_BYTES + (FORM_OVERHEAD if form else 0))
+    body = await read_body(request, im.MAX_BYTES + (FORM_OVERHEAD if form else 0))
     if not body:
         raise ApiError(400, "the request has no body", "send an image")
     if not form:
@@ -206,7 +210,7 @@ async def image_bytes(request: Request) -> bytes:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    limit_error = pr.too_large(None)
+    limit_error = im.too_large(None)
     too_big = ApiError(413, limit_error.problem, limit_error.fix)
     declared = request.headers.get("content-length")
     if declared is not None:

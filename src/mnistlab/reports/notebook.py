@@ -34,9 +34,13 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from mnistlab import __version__
-from mnistlab.data import DATASETS, atomic_write
+from mnistlab.backend import default as default_backend
+from mnistlab.data import DATASETS
 from mnistlab.errors import MnistlabError
-from mnistlab.experiments import Experiment, describe, parse
+from mnistlab.experiments import Experiment, parse
+from mnistlab.experiments.plan import source
+from mnistlab.files import write_bytes
+from mnistlab.results import describe
 
 VALUES_MIME = "application/vnd.mnistlab.values+json"
 KERNEL_NAME = "mnistlab-python"
@@ -86,10 +90,27 @@ class Settings:
         return "fashion-mnist" if self.dataset == "mnist" else "mnist"
 
 
-def default_experiments(dataset: str) -> Path:
-    """The shipped experiment file of a data set: the lab's Part 7 grid."""
-    name = "lab.toml" if dataset == "mnist" else "fashion.toml"
-    return Path(__file__).resolve().parents[2] / "experiments" / name
+def settings(
+    dataset: str = "mnist",
+    experiments: str | Path | None = None,
+    quick: bool = False,
+    sample: Path | None = None,
+    out: Path = Path("lab.ipynb"),
+) -> Settings:
+    """The settings of a notebook at `out`, checked before any kernel starts: `experiments` is
+    a shipped experiment's name or a TOML file (default: the lab's grid for the data set)."""
+    check_out(out)
+    text, name = source(experiments or ("lab" if dataset == "mnist" else "fashion"))
+    chosen = Settings(
+        dataset=dataset,
+        experiments=text,
+        experiments_name=name,
+        quick=quick,
+        sample=Path(sample).resolve() if sample else None,
+        work=f"{out.stem}-files",
+    )
+    chosen.plan()  # refuse a bad experiment file before starting a kernel
+    return chosen
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,7 +167,7 @@ def build(settings: Settings) -> NotebookNode:
     cells = [
         text(header),
         text("## Setting up\nKeras runs on the backend chosen before it is first imported."),
-        code(setup_source(settings, backend)),
+        code(setup_source(settings, backend or default_backend())),
         text(
             """
             ## Part 1: Getting the data
@@ -390,9 +411,8 @@ def build(settings: Settings) -> NotebookNode:
                     size=report.SIZES["samples"],
                 )
             )
-            bonus_model, bonus_history = train(Spec(epochs=EPOCHS, seed=SEED, backend=BACKEND),
-                                               bonus, verbose=2)
-            bonus_probabilities = predict(bonus_model, bx_test)
+            bonus_run = train(Spec(epochs=EPOCHS, seed=SEED, backend=BACKEND), bonus, verbose=2)
+            bonus_probabilities = bonus_run.predict(bx_test)
             bonus_measured = metrics(bonus_probabilities, by_test)
             print(f"Test accuracy on {BONUS}: {bonus_measured['accuracy']:.4f}")
             show(report.confusion(bonus_measured["confusion_matrix"], bonus.class_names,
@@ -437,19 +457,20 @@ def setup_source(settings: Settings, backend: str) -> str:
         [
             "from pathlib import Path",
             "",
-            "from mnistlab import backend",
+            "import os",
             "",
-            f'backend.use("{backend}")',
+            f'os.environ["KERAS_BACKEND"] = "{backend}"  # before Keras is first imported',
             "import keras",
             "import numpy as np",
             "from IPython.display import Image, Markdown, display",
             "",
             "import mnistlab",
-            "from mnistlab import data, experiments, report",
-            "from mnistlab.evaluate import metrics",
-            "from mnistlab.predict import predict",
+            "from mnistlab import data, experiments",
+            "from mnistlab.evaluation import metrics",
+            "from mnistlab.prediction import predict",
+            "from mnistlab.reports import figures as report",
             "from mnistlab.spec import Spec",
-            "from mnistlab.train import train, train_and_save",
+            "from mnistlab.training import train",
             "",
             f"DATASET = {settings.dataset!r}",
             f"BONUS = {settings.bonus!r}  # the lab's bonus part",
@@ -505,21 +526,14 @@ def experiments_source(toml: str, filename: str, seeds: int, divisor: int) -> st
                   f"({event.status}, {event.seconds:.1f} s)")
 
 
-        engine = experiments.local(
-            loaded, lambda spec, d, folder: train_and_save(spec, d, plan.dataset, folder)
-        )
-        events = experiments.sweep(plan, sweep_dir, engine, progress)
-        assert not [e for e in events if e.status == "failed"], "a run failed: see above"
-        groups = experiments.collect(plan, sweep_dir)
-        rows = experiments.compare(groups, plan.baseline)
-        facts = experiments.facts(groups, plan.dataset, list(plan.seeds))
-        table = experiments.write_results(rows, plan.baseline, f"Experiment {plan.name}", facts,
-                                          sweep_dir)
-        display(Markdown(table))
+        results = experiments.run_experiment(plan, out=sweep_dir, data=loaded, progress=progress)
+        assert not results.failed, "a run failed: see above"
+        rows = results.rows
+        display(Markdown((sweep_dir / "results.md").read_text()))
         show(sweep_dir / "accuracy.png")
         keep(
             baseline=plan.baseline,
-            best=experiments.best(rows).variant,
+            best=results.best.variant,
             variants={
                 r.variant: {
                     "parameters": r.parameters, "epochs": r.epochs, "mean": r.mean, "std": r.std,
@@ -792,7 +806,7 @@ def fill(nb: NotebookNode) -> NotebookNode:
 def write(nb: NotebookNode, path: Path) -> Path:
     """Validate and write the notebook atomically."""
     nbformat.validate(nb)
-    atomic_write(path, nbformat.writes(nb).encode())
+    write_bytes(path, nbformat.writes(nb).encode())
     return path
 
 
@@ -817,7 +831,7 @@ def write_html(nb: NotebookNode, path: Path) -> Path:
         extra_loaders=[jinja2.DictLoader({"offline.html.j2": OFFLINE_TEMPLATE})],
     )
     body, _ = exporter.from_notebook_node(nb)
-    atomic_write(path, body.encode())
+    write_bytes(path, body.encode())
     return path
 
 
@@ -826,7 +840,12 @@ def check_out(out: Path) -> None:
         raise MnistlabError(f"{out} does not end in .ipynb", "name a .ipynb file")
 
 
-def make(settings: Settings, out: Path, html: bool = False) -> list[Path]:
+def make(
+    settings: Settings,
+    out: Path,
+    html: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> list[Path]:
     """Build, execute, fill and write the notebook at `out` (and `out` as .html); returns the
     files written. A failing cell leaves the notebook so far as `NAME.failed.ipynb`."""
     check_out(out)

@@ -1,10 +1,10 @@
-"""Images in, class probabilities out: the one path that evaluation and prediction share, and
-the one path that brings any picture of a digit into MNIST's form.
+"""Pictures into MNIST's form: the one path that brings any picture of a digit (a photo, a scan,
+a drawing) to what the models were trained on.
 
-`predict(model, images)` takes the data set's uint8 images. `read_image(data)` decodes the bytes
-of a file with the limits below, `prepare(image)` turns it into what MNIST's images are, and
-`classify(model, pixels)` runs the model on such images. The command line (`mnistlab predict
-RUN_DIR IMAGE...`) and the web app (`mnistlab serve`) both call `read_image` then `prepare`.
+`read_image(source)` takes a file's path or bytes and returns it `Prepared`: `decode(data)`
+reads the bytes with the limits below, `prepare(image)` turns the picture into what MNIST's
+images are. The command line (`mnistlab predict RUN_DIR IMAGE...`), the web app and the
+Python API all call it.
 
 MNIST's digits were size-normalised to fit a 20x20 box keeping their aspect ratio, anti-aliased,
 and centred by centre of mass in a 28x28 image, white ink on black (LeCun, Cortes and Burges,
@@ -25,36 +25,50 @@ off-centre, too small, or drawn with a thin pen, so `prepare` rebuilds that form
 6. the crop fitted into 20x20, keeping its aspect ratio, placed in 28x28 so that its centre of
    mass is at the centre, scaled to [0, 1] with the strokes' core at 1.
 
-The accuracy on photographs made this way is in the README (`benchmarks/photos.py`).
+The accuracy on photographs made this way is in the README (`benchmarks/photo_accuracy.py`).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-from mnistlab.data import preprocess
 from mnistlab.errors import MnistlabError
 
-BATCH = 1000  # images per call when predicting many
 MAX_BYTES = 16 * 2**20  # an image file; a 12-megapixel phone JPEG is 3 to 6 MB
+
+
 MAX_PIXELS = 50_000_000  # width x height, checked from the header before decoding (a small
+
+
 # PNG can declare a huge image: a decompression bomb)
 WORK_SIDE = 512  # pictures are shrunk to this longest side first: ample for a 20x20 result
+
+
 BOX = 20  # MNIST's digits fit a 20x20 box ...
+
+
 SIDE = 28  # ... centred by centre of mass in 28x28
+
+
 CENTRE = 14.0  # where MNIST's centre of mass lies, as a row or column index
+
+
 STROKE = 2.6 / BOX  # MNIST's median stroke width, as a fraction of the box
+
+
 MIN_CONTRAST = 0.08  # the least ink contrast (of the full grey range) that counts as ink
+
+
 FORMATS = "PNG, JPEG, GIF, BMP, TIFF or WebP"
+
+
 DECODED_AT = "mnistlab.decoded_at"  # image.info key: the file's pixels per decoded pixel
 
 
@@ -63,7 +77,7 @@ class Prepared:
     """An image in MNIST's form: `pixels` float32 (28, 28) in [0, 1], white ink on black.
     `inverted` says whether the picture had dark ink on a light ground; `ink_box` is the
     ink's bounding box (top, left, bottom, right) in the picture's own pixels (the file's, for
-    a JPEG that `read_image` decoded at a reduced scale), upright."""
+    a JPEG that `decode` read at a reduced scale), upright."""
 
     pixels: np.ndarray
     inverted: bool
@@ -72,27 +86,11 @@ class Prepared:
     def as_uint8(self) -> np.ndarray:
         return np.round(self.pixels * 255).astype(np.uint8)
 
-
-def predict(model: keras.Model, images: np.ndarray) -> np.ndarray:
-    """Probabilities of shape (N, classes) for uint8 images of shape (N, 28, 28)."""
-    return classify(model, preprocess(images))
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.pixels if dtype is None else self.pixels.astype(dtype)
 
 
-def classify(model: keras.Model, pixels: np.ndarray) -> np.ndarray:
-    """Probabilities of shape (N, classes) for float images in [0, 1] of shape (N, 28, 28)
-    or (N, 784), as `preprocess` or `prepare` makes them."""
-    x = np.asarray(pixels, dtype=np.float32).reshape(len(pixels), -1)
-    parts = [np.asarray(model.predict_on_batch(x[i : i + BATCH])) for i in range(0, len(x), BATCH)]
-    return np.concatenate(parts) if parts else np.zeros((0, model.output_shape[-1]), np.float32)
-
-
-def top(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
-    """The k most likely classes of one image, most likely first."""
-    order = np.argsort(probabilities)[::-1][:k]
-    return [(int(c), float(probabilities[c])) for c in order]
-
-
-def read_image(data: bytes) -> Image.Image:
+def decode(data: bytes) -> Image.Image:
     """Decode an image file's bytes, refusing empty, oversized and non-image input, and
     turning it upright as its EXIF orientation says (phone photos)."""
     if not data:
@@ -158,8 +156,10 @@ def too_many_pixels(size: tuple[int, int] | None) -> MnistlabError:
     )
 
 
-def prepare_bytes(data: bytes) -> Prepared:
-    return prepare(read_image(data))
+def read_image(source: str | Path | bytes) -> Prepared:
+    """A picture of one digit, from a file's path or bytes, in MNIST's form."""
+    raw = source if isinstance(source, bytes) else read_file(Path(source))
+    return prepare(decode(raw))
 
 
 def prepare(image: Image.Image) -> Prepared:
@@ -302,22 +302,6 @@ def read_file(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as e:
         raise MnistlabError(f"cannot read it ({e.strerror})", "check its permissions") from None
-
-
-def describe(probabilities: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
-    """One image's answer as JSON-ready values: the most likely class, its name, the top
-    three and all probabilities."""
-    label = int(np.argmax(probabilities))
-    return {
-        "label": label,
-        "class_name": class_names[label],
-        "probability": round(float(probabilities[label]), 6),
-        "top": [
-            {"label": c, "class_name": class_names[c], "probability": round(p, 6)}
-            for c, p in top(probabilities)
-        ],
-        "probabilities": [round(float(p), 6) for p in probabilities],
-    }
 
 
 def png(pixels: np.ndarray) -> bytes:

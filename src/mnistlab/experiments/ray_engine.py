@@ -1,7 +1,7 @@
 """Run a sweep's runs as Ray tasks, on this machine or on a Ray cluster.
 
     with ray_engine.connect(address, backend):
-        events = experiments.sweep(plan, out, ray_engine.engine(data, dataset), report)
+        events = experiments.sweep(plan, out, ray_engine.engine(data), report)
 
 Each run (variant x seed) is one Ray task. The driver loads and verifies the data set once and
 puts it into Ray's object store, which holds one copy per machine that its workers read without
@@ -27,10 +27,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from mnistlab import backend, runs
+from mnistlab import runs
 from mnistlab.data import Dataset
 from mnistlab.errors import MnistlabError
-from mnistlab.experiments import Engine, Job, Outcome, failed
+from mnistlab.experiments.sweep import Engine, Job, Outcome, failed
 from mnistlab.spec import Spec
 
 INSTALL = "install it with: pip install 'mnistlab[ray]'"
@@ -76,20 +76,19 @@ def connect(address: str | None, backend_name: str) -> Iterator[None]:
         ray.shutdown()
 
 
-def train_task(spec: Spec, data: Dataset, dataset: str) -> tuple[dict[str, Any], dict, float]:
+def train_task(spec: Spec, data: Dataset) -> tuple[dict[str, Any], dict, float]:
     """On a worker: train, evaluate and save a run in a temporary folder; return its test
     metrics, the folder's files and the seconds taken."""
-    backend.use(spec.backend)
-    from mnistlab.train import train_and_save
+    from mnistlab.training import train
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mnistlab-run-") as tmp:
-        folder = Path(tmp) / "run"
-        metrics = train_and_save(spec, data, dataset, folder)
-        return metrics, runs.pack(folder), time.perf_counter() - start
+        run = train(spec, data)
+        folder = run.save(Path(tmp) / "run")
+        return run.metrics, runs.pack(folder), time.perf_counter() - start
 
 
-def engine(data: Dataset, dataset: str, cpus_per_run: float = 1, retries: int = 1) -> Engine:
+def engine(data: Dataset, cpus_per_run: float = 1, retries: int = 1) -> Engine:
     """An engine that runs every job as a Ray task needing `cpus_per_run` CPUs, as many at a
     time as the cluster has CPUs for, each run again up to `retries` times if its worker
     dies. Call it inside `connect()`."""
@@ -102,9 +101,7 @@ def engine(data: Dataset, dataset: str, cpus_per_run: float = 1, retries: int = 
         if not jobs:
             return
         shared = ray.put(data)  # once; each machine fetches it once
-        pending = {
-            task.remote(job.spec, shared, dataset): (job, time.perf_counter()) for job in jobs
-        }
+        pending = {task.remote(job.spec, shared): (job, time.perf_counter()) for job in jobs}
         try:
             while pending:
                 [ready], _ = ray.wait(list(pending), num_returns=1)

@@ -1,11 +1,15 @@
 """Test-set metrics, computed from `predict` so that evaluation and prediction agree exactly."""
 
-from typing import Any
+from __future__ import annotations
 
-import keras
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
-from mnistlab.predict import predict
+from mnistlab.prediction import predict
+
+if TYPE_CHECKING:
+    import keras
 
 EPSILON = 1e-7  # Keras clips probabilities the same way before taking the log
 

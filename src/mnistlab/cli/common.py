@@ -1,0 +1,217 @@
+"""What every command shares: the error style, output, and the options for data and specs.
+
+Errors the user can fix (`MnistlabError`, and Click's usage errors) print one line,
+`error: <problem>. <fix>`, on stderr and exit with code 2; Ctrl-C exits with 130. Status goes
+to stderr, results to stdout.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mnistlab.backend import BACKENDS
+from mnistlab.errors import MnistlabError
+from mnistlab.spec import ACTIVATIONS, OPTIMIZERS, PRESETS, SCHEDULES, Spec, preset
+
+F = Callable[..., Any]
+DATASETS = ("mnist", "fashion-mnist")  # data.DATASETS, without importing the data package
+
+
+class UserError(click.ClickException):
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+class Group(click.Group):
+    """Turns `MnistlabError` into one line on stderr and exit code 2, Click's usage errors into
+    the same style (with the command's --help named), and Ctrl-C into exit 130."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MnistlabError as e:
+            raise UserError(str(e)) from e
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: nothing half-written was left behind", err=True)
+            sys.exit(130)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("standalone_mode", True)
+        try:
+            return super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.exceptions.NoArgsIsHelpError as e:  # a group with no command: its help
+            click.echo(e.ctx.get_help())
+            sys.exit(0)
+        except click.UsageError as e:
+            command = e.ctx.command_path if e.ctx else "mnistlab"
+            click.echo(f"error: {e.format_message().rstrip('.')}. See `{command} --help`", err=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("\ninterrupted: nothing half-written was left behind", err=True)
+            sys.exit(130)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+
+
+def log(message: str) -> None:
+    """A status line, on stderr."""
+    click.echo(message, err=True)
+
+
+def say(message: Any = "") -> None:
+    """A result, on stdout: text, or a `rich` renderable on a terminal."""
+    if isinstance(message, str):
+        click.echo(message)
+        return
+    from rich.console import Console
+
+    Console().print(message)
+
+
+def heading(title: str) -> None:
+    say()
+    say(click.style(title, bold=True))
+    say("-" * len(title))
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def on_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def data_options(f: F) -> F:
+    f = click.option(
+        "--offline", is_flag=True, help="Skip the official downloads (registry copies still used)."
+    )(f)
+    return click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path),
+        help="A folder with the four IDX files (gzipped or not), or a Keras mnist.npz.",
+    )(f)
+
+
+def dataset_option(f: F) -> F:
+    return click.option(
+        "--dataset", type=click.Choice(DATASETS), default="mnist", show_default=True
+    )(f)
+
+
+def backend_option(f: F) -> F:
+    return click.option(
+        "--backend",
+        type=click.Choice(BACKENDS),
+        help="Keras backend (default: $KERAS_BACKEND, else jax).",
+    )(f)
+
+
+def spec_options(f: F) -> F:
+    """A flag for every field of `Spec`: the preset, then changes to it."""
+    f = backend_option(f)
+    options = [
+        click.option(
+            "--preset",
+            "preset_name",
+            type=click.Choice(list(PRESETS)),
+            default="lab",
+            show_default=True,
+            help="Starting recipe.",
+        ),
+        click.option("--conv", help="Filters of each convolution (3x3, then 2x2 pooling): 32,64."),
+        click.option("--hidden", help="Hidden layer sizes, comma-separated, e.g. 256,64."),
+        click.option(
+            "--activation", type=click.Choice(ACTIVATIONS), help="Of the hidden layers (relu)."
+        ),
+        click.option("--dropout", type=float, help="Dropout rate after each hidden layer, [0, 1)."),
+        click.option(
+            "--batchnorm/--no-batchnorm",
+            default=None,
+            help="Batch normalisation before each hidden activation.",
+        ),
+        click.option(
+            "--shift",
+            type=int,
+            help="Move training images by up to this many pixels, anew each epoch.",
+        ),
+        click.option(
+            "--rotate", type=float, help="Turn training images by up to this many degrees."
+        ),
+        click.option(
+            "--elastic",
+            type=float,
+            help="Elastic distortion of training images, Simard et al.'s alpha (e.g. 34).",
+        ),
+        click.option(
+            "--flip/--no-flip",
+            default=None,
+            help="Mirror half the training images, anew each epoch (for clothes, not digits).",
+        ),
+        click.option("--epochs", type=int, help="Passes over the training set (lab: 5)."),
+        click.option("--batch-size", type=int, help="Images per step (lab: 32)."),
+        click.option(
+            "--validation-split",
+            type=float,
+            help="Fraction of training data held out (lab: 0.2; 0 holds out nothing).",
+        ),
+        click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="The optimiser (adam)."),
+        click.option("--lr", "learning_rate", type=float, help="Learning rate (adam: 0.001)."),
+        click.option(
+            "--schedule",
+            type=click.Choice(SCHEDULES),
+            help="Learning rate: constant (lab), or cosine decay to 0.",
+        ),
+        click.option("--seed", type=int, help="Random seed (default 1)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def make_spec(preset_name: str, hidden: str | None, **overrides: Any) -> Spec:
+    overrides["hidden"] = sizes("--hidden", hidden)
+    overrides["conv"] = sizes("--conv", overrides.get("conv"))
+    return preset(preset_name, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def sizes(option: str, text: str | None) -> tuple[int, ...] | None:
+    """`--hidden 256,64` -> (256, 64); an empty string is an empty list."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise MnistlabError(
+            f"{option} {text!r} is not a list of sizes", "write it as e.g. 256,64"
+        ) from None
+
+
+def default_out(prefix: str) -> Path:
+    return Path("runs") / f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def load_data(name: str, data_dir: Path | None, offline: bool) -> Any:
+    """The data set, its fetching reported on stderr."""
+    from mnistlab import data
+
+    return data.load(name, data_dir=data_dir, offline=offline, log=log)
+
+
+def check_index(index: int, count: int, what: str) -> None:
+    if not 0 <= index < count:
+        raise MnistlabError(
+            f"index {index} is out of range: the {what} has {count:,} images",
+            f"choose an index from 0 to {count - 1}",
+        )

@@ -1,0 +1,26 @@
+"""`mnistlab serve`: a page to draw on and an HTTP API over a trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mnistlab.cli.common import log
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+def serve(run_dir: Path, host: str, port: int) -> None:
+    """Serve a run: a page to draw on or open a photo, and an HTTP API (docs at /docs)."""
+    from mnistlab import web
+
+    app = web.create_app(run_dir)
+    web.check_port(host, port)
+    log(f"Serving {run_dir} on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")
+    web.serve(app, host, port)
+
+
+COMMANDS = [serve]

@@ -1,0 +1,289 @@
+"""`mnistlab summary|train|evaluate|predict|lab`: one model, from its spec to its answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from mnistlab.cli.common import (
+    backend_option,
+    check_index,
+    data_options,
+    dataset_option,
+    default_out,
+    heading,
+    load_data,
+    log,
+    make_spec,
+    on_terminal,
+    plural,
+    say,
+    spec_options,
+)
+from mnistlab.errors import MnistlabError
+from mnistlab.files import check_new
+
+if TYPE_CHECKING:
+    from mnistlab.data import Dataset
+    from mnistlab.runs import Run
+    from mnistlab.spec import Spec
+
+
+@click.command()
+@spec_options
+def summary(preset_name: str, hidden: str | None, **overrides: Any) -> None:
+    """Print the Keras summary of the model a spec builds."""
+    from mnistlab import models
+
+    say(models.summary_text(models.build(make_spec(preset_name, hidden, **overrides))))
+
+
+@click.command()
+@dataset_option
+@spec_options
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Run folder to write (default: runs/DATASET-PRESET-TIME).",
+)
+@data_options
+def train(
+    dataset: str,
+    preset_name: str,
+    hidden: str | None,
+    out: Path | None,
+    data_dir: Path | None,
+    offline: bool,
+    **overrides: Any,
+) -> None:
+    """Train, evaluate on the test set, and save a run folder."""
+    spec = make_spec(preset_name, hidden, **overrides)
+    out = out or default_out(f"{dataset}-{preset_name}")
+    check_new(out)
+    run_training(spec, load_data(dataset, data_dir, offline), out)
+
+
+def run_training(spec: Spec, data: Dataset, out: Path) -> Run:
+    """Train with Keras's progress shown (a bar on a terminal, a line per epoch otherwise),
+    save the run, say how it did."""
+    from mnistlab import backend
+    from mnistlab.training import train
+
+    name = backend.use(spec.backend)
+    layers = f"conv {list(spec.conv)}, " if spec.conv else ""
+    say(
+        f"Training on {data.name} with {name} ({backend.device()}): {layers}"
+        f"hidden {list(spec.hidden)}, dropout {spec.dropout}, {plural(spec.epochs, 'epoch')}, "
+        f"batch {spec.batch_size}, seed {spec.seed}"
+    )
+    run = train(spec, data, verbose=1 if on_terminal() else 2)
+    run.save(out)
+    say(
+        f"Test accuracy: {run.accuracy:.2%}  (loss {run.metrics['loss']:.4f}; "
+        f"trained in {run.seconds['train']:.1f} s)"
+    )
+    say(f"Saved run to {out}")
+    return run
+
+
+@click.command("evaluate")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@data_options
+def evaluate(run_dir: Path, as_json: bool, data_dir: Path | None, offline: bool) -> None:
+    """Test loss, accuracy and per-class accuracy of a saved run."""
+    from mnistlab.runs import load
+
+    run = load(run_dir)
+    metrics = run.evaluate(load_data(run.dataset, data_dir, offline))
+    if as_json:
+        shown = {k: v for k, v in metrics.items() if k != "confusion_matrix"}
+        say(
+            json.dumps(
+                shown | {"dataset": run.dataset, "class_names": list(run.class_names)}, indent=2
+            )
+        )
+        return
+    print_metrics(run.dataset, run.class_names, metrics)
+
+
+def print_metrics(dataset: str, names: tuple[str, ...], metrics: dict[str, Any]) -> None:
+    say(f"Test set of {dataset}: {plural(metrics['count'], 'image')}")
+    say(f"Test loss:     {metrics['loss']:.4f}")
+    say(f"Test accuracy: {metrics['accuracy']:.2%}")
+    say("Per class:")
+    for name, accuracy in zip(names, metrics["per_class_accuracy"], strict=True):
+        say(f"  {name:12} {accuracy:7.2%}")
+
+
+@click.command("predict")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--index", type=int, help="Index of a test-set image (instead of image files).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="With --index: also save the image and its probabilities as PNG.",
+)
+@click.option(
+    "--show",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="With image files: save the 28x28 image the model saw for each, as PNG, in this folder.",
+)
+@data_options
+def predict(
+    run_dir: Path,
+    images: tuple[Path, ...],
+    index: int | None,
+    as_json: bool,
+    out: Path | None,
+    show: Path | None,
+    data_dir: Path | None,
+    offline: bool,
+) -> None:
+    """Read image files (photos, scans, drawings of one digit each), or one test image.
+
+    For each file: the three most likely classes with their probabilities. A file that cannot
+    be read gets its own error line and the others are still read; the exit code is then 2.
+    """
+    if (index is None) == (not images):
+        raise MnistlabError(
+            "give either image files or --index N, not both" if images else "nothing to predict",
+            "e.g. `mnistlab predict RUN_DIR photo.jpg` or `mnistlab predict RUN_DIR --index 0`",
+        )
+    if images and out is not None:
+        raise MnistlabError("--out goes with --index", "use --show DIR with image files")
+    if index is not None and show is not None:
+        raise MnistlabError("--show goes with image files", "use --out FILE.png with --index")
+    from mnistlab.runs import load
+
+    run = load(run_dir)
+    if index is not None:
+        predict_one(run, load_data(run.dataset, data_dir, offline), index, as_json, out)
+        return
+    from mnistlab.prediction import answer_files
+
+    answers = answer_files(run.model, run.class_names, images, show)
+    failed = [a for a in answers if "error" in a]
+    for answer in answers:
+        if "error" in answer:
+            log(f"error: {answer['file']}: {answer['error']}. {answer['fix']}")
+        elif not as_json:
+            tops = ", ".join(f"{t['class_name']} {t['probability']:.1%}" for t in answer["top"])
+            say(f"{answer['file']}: {tops}")
+    if as_json:
+        say(json.dumps(answers, indent=2))
+    if failed:
+        raise MnistlabError(
+            f"{len(failed)} of {plural(len(images), 'file')} could not be read",
+            "see the lines above",
+        )
+
+
+def predict_one(run: Run, data: Dataset, index: int, as_json: bool, out: Path | None) -> None:
+    """Test image `index`: the prediction, the label and the three most likely classes."""
+    images, labels = data.test
+    check_index(index, len(images), "test set")
+    names = run.class_names
+    probabilities = run.predict(images[index])
+    guess, actual = int(probabilities.argmax()), int(labels[index])
+    if out is not None:
+        from mnistlab.reports.figures import probabilities as probability_figure
+
+        title = f"predicted {names[guess]}, actual {names[actual]}"
+        probability_figure(images[index], probabilities, names, title, out)
+    if as_json:
+        say(
+            json.dumps(
+                {
+                    "index": index,
+                    "prediction": guess,
+                    "prediction_name": names[guess],
+                    "label": actual,
+                    "label_name": names[actual],
+                    "probabilities": [round(float(p), 6) for p in probabilities],
+                },
+                indent=2,
+            )
+        )
+        return
+    say(f"Model prediction: {names[guess]}")
+    say(f"Actual label: {names[actual]}")
+    tops = sorted(enumerate(probabilities), key=lambda cp: -cp[1])[:3]
+    say("Probabilities: " + ", ".join(f"{names[c]} {p:.1%}" for c, p in tops))
+    if out is not None:
+        say(f"Wrote {out}")
+
+
+@click.command()
+@dataset_option
+@backend_option
+@click.option("--epochs", type=int, help="Override the lab's 5 epochs (e.g. 1 for a quick look).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for everything the lab writes (default: runs/lab-DATASET-TIME).",
+)
+@data_options
+def lab(
+    dataset: str,
+    backend: str | None,
+    epochs: int | None,
+    out: Path | None,
+    data_dir: Path | None,
+    offline: bool,
+) -> None:
+    """The whole lab: data, a first look, the model, training, evaluation, a prediction."""
+    spec = make_spec("lab", None, backend=backend, epochs=epochs)
+    out = out or default_out(f"lab-{dataset}")
+    check_new(out)
+    from mnistlab import models
+    from mnistlab.cli.data import print_info
+    from mnistlab.data import preprocess, summary
+    from mnistlab.reports import figures
+
+    heading(f"1. The data: {dataset}")
+    data = load_data(dataset, data_dir, offline)
+    print_info(dataset, summary(data))
+
+    heading("2. A first look")
+    (x_train, y_train), _ = data
+    names = data.class_names
+    first = figures.show_images(data, out / "first-image.png")
+    samples = figures.grid(x_train[:25], [names[y] for y in y_train[:25]], out / "samples.png")
+    say(f"The first training image is a {names[y_train[0]]}: {first}")
+    say(f"The first 25 images: {samples}")
+    x = preprocess(x_train[:1])
+    say(
+        f"After scaling, pixels run from {x.min():.1f} to {x.max():.1f}; "
+        f"each image is flattened to {x.shape[1]} values"
+    )
+
+    heading("3. The model")
+    say(models.summary_text(models.build(spec)))
+
+    heading("4. Training")
+    run = run_training(spec, data, out / "run")
+
+    heading("5. Evaluation")
+    print_metrics(dataset, run.class_names, run.metrics)
+
+    heading("6. Prediction")
+    predict_one(run, data, 0, False, out / "prediction.png")
+
+    heading("Written")
+    for path, what in (
+        (first, "the first training image"),
+        (samples, "25 training images"),
+        (out / "run", "the run: model.keras, run.json, history.csv/.json"),
+        (out / "prediction.png", "test image 0 with its probabilities"),
+    ):
+        say(f"{str(path):40} {what}")
+    say(f"\nNext: mnistlab evaluate {out / 'run'}   |   mnistlab predict {out / 'run'} --index 1")
+
+
+COMMANDS = [summary, train, evaluate, predict, lab]

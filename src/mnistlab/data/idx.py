@@ -1,0 +1,90 @@
+"""IDX files, the format MNIST and Fashion-MNIST are published in: big-endian; magic 0x803 for
+images (then count, rows, columns), 0x801 for labels (then count); then the bytes."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from mnistlab.errors import MnistlabError
+
+FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+IMAGE_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
+
+
+LABEL_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
+
+
+def encode_idx(array: np.ndarray) -> bytes:
+    """The IDX file (big-endian header, then the bytes) that holds a uint8 array."""
+    if array.dtype != np.uint8:
+        raise ValueError(f"IDX files here hold uint8, not {array.dtype}")
+    magic = 0x0800 | array.ndim
+    header = np.array([magic, *array.shape], dtype=">u4").tobytes()
+    return header + np.ascontiguousarray(array).tobytes()
+
+
+def decode_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
+    """Parse an uncompressed IDX file of unsigned bytes; `name` is used in error messages."""
+    if len(raw) < 4:
+        raise MnistlabError(
+            f"{name} is truncated: {len(raw)} bytes, not even an IDX header",
+            "delete it and fetch the data again",
+        )
+    zero, dtype_code, ndim = raw[0] << 8 | raw[1], raw[2], raw[3]
+    if zero != 0 or dtype_code != 0x08 or ndim not in (1, 3):
+        raise MnistlabError(
+            f"{name} is not an IDX file of images or labels (magic 0x{raw[:4].hex()}, "
+            f"expected 0x{IMAGE_MAGIC:08x} or 0x{LABEL_MAGIC:08x})",
+            "check that it is the right file, or delete it and fetch the data again",
+        )
+    header_size = 4 + 4 * ndim
+    if len(raw) < header_size:
+        raise MnistlabError(
+            f"{name} is truncated inside its header", "delete it and fetch the data again"
+        )
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    expected = header_size + int(np.prod(shape))
+    if len(raw) < expected:
+        raise MnistlabError(
+            f"{name} is truncated: {len(raw):,} bytes where its header promises {expected:,}",
+            "delete it and fetch the data again",
+        )
+    if len(raw) > expected:
+        raise MnistlabError(
+            f"{name} is corrupt: {len(raw) - expected:,} bytes past the end its header gives",
+            "delete it and fetch the data again",
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape).copy()
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of a file, gunzipped when it is gzip (by content, whatever its name)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise MnistlabError(f"cannot read {path}: {e.strerror}", "check the path") from e
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:
+        raise MnistlabError(
+            f"{path} is not a valid gzip file (corrupt or truncated: {e})",
+            "delete it and fetch the data again",
+        ) from e
+
+
+def sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()

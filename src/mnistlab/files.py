@@ -1,0 +1,85 @@
+"""Writing without losing anything: every file and folder mnistlab makes is written under a
+temporary name beside its destination and renamed into place when complete, so a crash, a
+full disk or Ctrl-C never leaves a half-written file, and never touches an existing one.
+
+    write_bytes(path, raw); write_text(path, text); write_json(path, value)
+    with new_folder(path) as tmp: ...   # renamed to `path` when the block ends well
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mnistlab.errors import MnistlabError
+
+
+def write_bytes(path: Path, raw: bytes) -> Path:
+    """Write to a temporary file beside `path`, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are readable like any file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    return write_bytes(path, text.encode())
+
+
+def write_json(path: Path, value: Any) -> Path:
+    return write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def writing(path: Path, suffix: str = "") -> Iterator[Path]:
+    """A temporary file name beside `path` for a writer that wants a name (matplotlib, Keras),
+    renamed to `path` when the block ends well and removed when it does not."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or ".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_new(path: Path) -> None:
+    """Refuse a destination folder that holds anything, before any work is done."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise MnistlabError(
+            f"{path} already exists and is not empty", "choose another --out, or remove it"
+        )
+
+
+@contextlib.contextmanager
+def new_folder(path: Path) -> Iterator[Path]:
+    """A temporary folder beside `path` to fill, renamed to `path` when the block ends well
+    and removed when it does not. Refuses a `path` that holds anything."""
+    check_new(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        if path.is_dir():
+            path.rmdir()  # empty, checked above
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

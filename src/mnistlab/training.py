@@ -1,0 +1,120 @@
+"""Train a spec on a data set: seed everything, preprocess, build, fit, evaluate on the test set.
+
+    run = train(preset("lab", epochs=10), load("mnist"))   # a runs.Run
+
+Same spec (seed included), same backend, same machine: the same weights and the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from mnistlab import backend
+from mnistlab.runs import Run
+from mnistlab.spec import Spec, preset
+
+if TYPE_CHECKING:
+    from mnistlab.data import Dataset
+
+BAR_UPDATES = 20  # times a progress bar moves in an epoch (verbose=1); see steps_per_call
+
+
+def seed_everything(spec: Spec) -> None:
+    """Python's, NumPy's and the backend's random generators, and TensorFlow's op determinism."""
+    import keras
+
+    keras.utils.set_random_seed(spec.seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def steps_per_call(steps: int, verbose: int | str) -> int:
+    """Training steps one compiled call runs. A whole epoch: each call costs a fixed overhead
+    that dwarfs a step of the lab's small model (TensorFlow compiles the epoch into one loop;
+    Keras on JAX still runs each compiled step from Python, which gains less). Lab recipe on
+    2 cores, seconds per epoch after the first, one step a call / 100 / a whole epoch
+    (benchmarks/steps_per_execution.py): TensorFlow 3.3 / 2.0 / 1.7; JAX 0.76 / 0.55 / 0.61.
+    A progress bar moves only between calls, so with one it moves BAR_UPDATES times an epoch.
+    The arithmetic is the same either way (tests/test_train.py)."""
+    if verbose == 1:
+        return max(1, math.ceil(steps / BAR_UPDATES))
+    return steps
+
+
+def train(
+    spec: Spec | None = None,
+    data: Dataset | str = "mnist",
+    *,
+    verbose: int = 0,
+    callbacks: Sequence[Any] = (),
+) -> Run:
+    """Fit the model of `spec` (default: the lab's recipe) on the training set of `data` (a
+    `Dataset`, or a data set's name to load), holding out the last `validation_split` of it for
+    validation as Keras does (none at 0), then evaluate it on the test set. `verbose` is
+    Keras's: 0 silent, 1 a progress bar, 2 a line per epoch; `callbacks` are Keras callbacks.
+    Returns the `Run`: model, spec (with the backend it trained on), history with seconds per
+    epoch, test metrics and seconds."""
+    from mnistlab import data as datamod
+
+    spec = spec if spec is not None else preset("lab")
+    spec = spec.replace(backend=backend.use(spec.backend))
+    if isinstance(data, str):
+        data = datamod.load(data)
+    start = time.perf_counter()
+    model, history = fit(spec, data, verbose, callbacks)
+    trained = time.perf_counter()
+    from mnistlab.evaluation import evaluate
+
+    metrics = evaluate(model, *data.test)
+    seconds = {"train": trained - start, "evaluate": time.perf_counter() - trained}
+    return Run(
+        model=model,
+        spec=spec,
+        dataset=data.name,
+        class_names=tuple(data.class_names),
+        history=history,
+        metrics=metrics,
+        seconds=seconds,
+        source=data.source,
+    )
+
+
+def fit(
+    spec: Spec, data: Dataset, verbose: int | str = 0, callbacks: Sequence[Any] = ()
+) -> tuple[Any, dict[str, list[float]]]:
+    """The model of `spec`, fitted on `data`'s training set, and its per-epoch history."""
+    from mnistlab.augment import AugmentedImages
+    from mnistlab.callbacks import EpochTimer
+    from mnistlab.data import preprocess
+    from mnistlab.models import build
+
+    seed_everything(spec)
+    x_train, y_train = data.train
+    fitted = math.floor(len(x_train) * (1 - spec.validation_split))  # where Keras splits
+    steps = math.ceil(fitted / spec.batch_size)
+    model = build(spec, steps, steps_per_execution=steps_per_call(steps, verbose))
+    timer = EpochTimer()
+    fit_options = dict(epochs=spec.epochs, verbose=verbose, callbacks=[timer, *callbacks])
+    if spec.shift or spec.rotate or spec.elastic or spec.flip:
+        x = x_train[:fitted]
+        augmented = AugmentedImages(x, y_train[:fitted], spec)
+        held_out = (
+            (preprocess(x_train[fitted:]), y_train[fitted:]) if fitted < len(x_train) else None
+        )
+        result = model.fit(augmented, validation_data=held_out, **fit_options)
+    else:
+        result = model.fit(
+            preprocess(x_train),
+            y_train,
+            batch_size=spec.batch_size,
+            validation_split=spec.validation_split,
+            **fit_options,
+        )
+    history = {k: [float(v) for v in vs] for k, vs in result.history.items()}
+    history["seconds"] = timer.seconds
+    return model, history
