@@ -900,7 +900,7 @@ FASHION_CLASSES = [
 
 
 def check_shapes(dataset: data.Dataset) -> None:
-    (x_train, y_train), (x_test, y_test), _, _ = dataset
+    (x_train, y_train), (x_test, y_test) = dataset
     assert x_train.shape == (60000, 28, 28)
     assert y_train.shape == (60000,)
     assert x_test.shape == (10000, 28, 28)
@@ -912,7 +912,8 @@ def check_shapes(dataset: data.Dataset) -> None:
 @pytest.mark.realdata
 def test_real_mnist():
     dataset = load("mnist")
-    (x_train, y_train), (x_test, y_test), class_names, source = dataset
+    (x_train, y_train), (x_test, y_test) = dataset
+    class_names, source = dataset.class_names, dataset.source
 
     check_shapes(dataset)
     assert np.bincount(y_train, minlength=10).tolist() == MNIST_TRAIN_COUNTS
@@ -927,7 +928,8 @@ def test_real_mnist():
 @pytest.mark.realdata
 def test_real_fashion_mnist():
     dataset = load("fashion-mnist")
-    (_, y_train), (_, y_test), class_names, source = dataset
+    (_, y_train), (_, y_test) = dataset
+    class_names, source = dataset.class_names, dataset.source
 
     check_shapes(dataset)
     assert np.bincount(y_train, minlength=10).tolist() == [6000] * 10

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.2.0"
+from mnistlab.version import __version__
 
 # public name -> (module, attribute)
 API = {

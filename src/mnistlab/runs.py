@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mnistlab import __version__
 from mnistlab.errors import MnistlabError
 from mnistlab.files import new_folder, write_json, write_text
 from mnistlab.spec import Spec
+from mnistlab.version import __version__
 
 if TYPE_CHECKING:  # Keras is imported where it is used, after the backend is chosen
     import keras

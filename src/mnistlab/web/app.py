@@ -42,10 +42,11 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from mnistlab import __version__, runs
 from mnistlab import images as im
 from mnistlab import prediction as pr
+from mnistlab import runs
 from mnistlab.errors import MnistlabError
+from mnistlab.version import __version__
 
 FORM_OVERHEAD = 64 * 1024  # a multipart form's boundaries and headers, beyond the file itself
 RAW_TYPES = ("application/octet-stream",)  # besides image/*
