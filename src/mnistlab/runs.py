@@ -272,6 +272,15 @@ class SweepFolder:
     def finished(self, variant: str, seed: int) -> bool:
         return (self.run(variant, seed) / META_FILE).is_file()
 
+    def finished_runs(self, variant: str) -> list[Path]:
+        """The folders of the variant's finished runs, by seed."""
+        found = (self.path / "runs" / variant).glob(f"seed-*/{META_FILE}")
+        return sorted((f.parent for f in found), key=lambda p: int(p.name.removeprefix("seed-")))
+
+    @property
+    def results_files(self) -> list[Path]:
+        return [self.results_md, self.results_csv, self.results_json, self.accuracy_png]
+
     def clear_stale(self) -> None:
         """Remove the temporary folders of runs whose process was killed while saving."""
         for stale in self.path.glob("runs/*/.seed-*.tmp"):

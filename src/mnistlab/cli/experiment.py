@@ -249,12 +249,13 @@ def warnings_shown() -> Iterator[None]:
 
 def print_results(results: Results) -> None:
     from mnistlab.reports.tables import markdown, terminal
+    from mnistlab.runs import SweepFolder
 
     say()
     say(terminal(results) if on_terminal() else markdown(results))
-    folder = results.path
-    if folder is not None:
-        say(f"Wrote {folder / 'results.md'}, results.csv, results.json and accuracy.png")
+    if results.path is not None:
+        written = SweepFolder(results.path).results_files
+        say(f"Wrote {written[0]}, " + ", ".join(f.name for f in written[1:]))
 
 
 @click.command()

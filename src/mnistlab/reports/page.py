@@ -171,12 +171,9 @@ def make(
         assert folder is not None
         results = target if isinstance(target, Results) else read_results(folder)
         sections = [results_section(results, out)]
-        best_runs = sorted(
-            (folder / "runs" / results.best.variant).glob(f"seed-*/{runs.META_FILE}"),
-            key=lambda p: int(p.parent.name.removeprefix("seed-")),
-        )
+        best_runs = runs.SweepFolder(folder).finished_runs(results.best.variant)
         if best_runs:
-            best = runs.load(best_runs[0].parent)
+            best = runs.load(best_runs[0])
             section = run_section(best, load(best.dataset), out, prefix="best-")
             title_best = f"The best variant, {results.best.variant}, on seed {best.spec.seed}"
             sections.append(Section(title_best, section.text, section.figures))

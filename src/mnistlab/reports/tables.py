@@ -155,4 +155,4 @@ def write_results(results: Results, folder: Path) -> list[Path]:
     write_text(files.results_csv, csv(results))
     write_text(files.results_json, json.dumps(results.to_json(), indent=2) + "\n")
     accuracy_by_variant(results.rows, results.baseline, results.title, files.accuracy_png)
-    return [files.results_md, files.results_csv, files.results_json, files.accuracy_png]
+    return files.results_files
