@@ -1,5 +1,6 @@
-# Sourced by ./run-lab and ./run-tests: create or reuse .venv with mnistlab and its pinned
-# dependencies, reinstalling only when pyproject.toml changes.
+# Sourced by ./run-lab and ./run-tests: create or reuse .venv with mnistlab, the extras asked
+# for and the versions constraints.txt pins, installing only when pyproject.toml or
+# constraints.txt changes or an extra is missing.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv="$root/.venv"
@@ -13,14 +14,21 @@ if [ ! -x "$venv/bin/python" ]; then
   echo "Creating $venv" >&2
   "$python" -m venv "$venv"
 fi
-# The optional extras to install besides dev: run-tests asks for those its tests need.
-extras=${MNISTLAB_EXTRAS:-dev}
-want="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1) $extras"
-if [ "$(cat "$venv/.mnistlab-installed" 2>/dev/null)" != "$want" ]; then
-  echo "Installing mnistlab[$extras] and its pinned dependencies into $venv (a minute or two)" >&2
+# The extras to install: run-lab needs none, run-tests asks for those its tests need. Both share
+# .venv, so install the union of these and those installed before: run-lab after run-tests
+# installs nothing and removes nothing (delete .venv for a lab-only one).
+stamp="$venv/.mnistlab-installed"  # "HASH EXTRAS" of the last install
+had_hash="" had_extras=""
+if [ -f "$stamp" ]; then read -r had_hash had_extras < "$stamp" || true; fi
+extras=$(echo "${MNISTLAB_EXTRAS:-},$had_extras" | tr , '\n' | sed '/^$/d' | sort -u | paste -sd, -)
+hash=$(cat "$root/pyproject.toml" "$root/constraints.txt" | sha256sum | cut -d' ' -f1)
+if [ "$hash $extras" != "$had_hash $had_extras" ]; then
+  echo "Installing mnistlab${extras:+[$extras]} with constraints.txt's versions into $venv" \
+    "(a minute or two)" >&2
   "$venv/bin/python" -m pip install --quiet --upgrade pip
-  "$venv/bin/python" -m pip install --quiet -e "$root[$extras]"
-  echo "$want" > "$venv/.mnistlab-installed"
+  "$venv/bin/python" -m pip install --quiet -c "$root/constraints.txt" \
+    -e "$root${extras:+[$extras]}"
+  echo "$hash $extras" > "$stamp"
 fi
 
 # Fashion-MNIST's registry copy is Debian's package; install it where apt can. Without it
