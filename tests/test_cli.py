@@ -49,7 +49,7 @@ def test_summary_prints_the_parameter_count(runner):
         ),
         (
             ["summary", "--epochs", "0"],
-            "error: epochs = 0 is out of range. epochs must be at least 1",
+            "error: epochs = 0 is out of range. epochs must be from 1 to 1,000",
         ),
         (["summary", "--dropout", "1"], "error: dropout = 1.0 is out of range"),
         (["summary", "--validation-split", "1.5"], "error: validation_split = 1.5 is out of range"),

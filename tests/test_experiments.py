@@ -375,3 +375,56 @@ def test_the_preset_files_are_their_presets(name):
 
     plan = ex.find(name)
     assert plan.variants[0].spec == preset(name)
+
+
+@pytest.mark.parametrize("name", ["../../../elsewhere", "/tmp/abs", "", ".hidden", "a/b"])
+def test_an_experiment_name_is_one_plain_folder_name(tmp_path, name):
+    text = GOOD.replace('name = "tiny"', f"name = {name!r}")
+    assert text != GOOD
+    with pytest.raises(MnistlabError, match=f"name {re.escape(repr(name))}: use letters"):
+        ex.read(write(tmp_path, text))
+
+
+def test_a_dataset_that_is_not_a_name_is_refused(tmp_path):
+    text = GOOD.replace('dataset = "mnist"', 'dataset = ["mnist"]')
+    with pytest.raises(MnistlabError, match=r"dataset \['mnist'\] is not one of"):
+        ex.read(write(tmp_path, text))
+
+
+def test_a_second_sweep_on_the_same_folder_is_refused(tmp_path, tiny):
+    plan = ex.read(write(tmp_path, GOOD)).with_seeds(1)
+    out = tmp_path / "sweep"
+    second = []
+
+    def start_another(event):
+        with pytest.raises(MnistlabError, match="another mnistlab process is running a sweep"):
+            ex.sweep(plan, out, ex.local(tiny, Trainer()))
+        second.append(event)
+
+    ex.sweep(plan, out, ex.local(tiny, Trainer()), start_another)
+    assert len(second) == 2  # tried after each run; the first sweep went on
+
+
+def test_a_run_folder_without_its_model_is_made_again_and_kept_aside(tmp_path, tiny):
+    plan = ex.read(write(tmp_path, GOOD)).with_seeds(1)
+    out = tmp_path / "sweep"
+    ex.sweep(plan, out, ex.local(tiny, Trainer()))
+    (out / "runs" / "base" / "seed-1" / "model.keras").unlink()
+    again = Trainer()
+    events = ex.sweep(plan, out, ex.local(tiny, again))
+    assert [e.status for e in events] == ["done", "skipped"]
+    assert again.calls == [("base", 1)]
+    [aside] = (out / "runs" / "base").glob("damaged-seed-1-*")
+    assert (aside / "run.json").is_file()
+
+
+def test_failure_records_of_runs_finished_since_are_cleared(tmp_path, tiny):
+    plan = ex.read(write(tmp_path, GOOD)).with_seeds(1)
+    out = tmp_path / "sweep"
+    ex.sweep(plan, out, ex.local(tiny, Trainer()))
+    stale = out / "failed" / "base-seed-1.json"
+    stale.parent.mkdir()
+    stale.write_text("{}")  # left by an earlier sweep of the same runs
+    events = ex.sweep(plan, out, ex.local(tiny, Trainer()))
+    assert [e.status for e in events] == ["skipped", "skipped"]
+    assert not stale.exists()

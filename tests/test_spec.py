@@ -50,7 +50,7 @@ def test_replace_returns_a_new_checked_spec():
     assert spec.replace(epochs=2).epochs == 2
     assert spec.epochs == 5
     with pytest.raises(
-        MnistlabError, match="epochs = 0 is out of range. epochs must be at least 1"
+        MnistlabError, match="epochs = 0 is out of range. epochs must be from 1 to 1,000"
     ):
         spec.replace(epochs=0)
 
@@ -82,14 +82,19 @@ def test_integers_are_fine_where_floats_are_asked():
 @pytest.mark.parametrize(
     ("key", "value", "want"),
     [
-        ("epochs", 0, "at least 1"),
-        ("batch_size", 0, "at least 1"),
+        ("epochs", 0, "from 1 to 1,000"),
+        ("epochs", 99999999999999999999, "from 1 to 1,000"),
+        ("batch_size", 0, "from 1 to 60,000"),
         ("dropout", 1.0, r"a rate in \[0, 1\)"),
         ("dropout", -0.1, r"a rate in \[0, 1\)"),
         ("validation_split", -0.1, r"a fraction in \[0, 1\)"),
         ("validation_split", 1.0, r"a fraction in \[0, 1\)"),
         ("learning_rate", 0.0, "greater than 0"),
-        ("seed", -1, "0 or more"),
+        ("learning_rate", float("nan"), "greater than 0, at most 10"),
+        ("learning_rate", float("inf"), "greater than 0, at most 10"),
+        ("seed", -1, "from 0 to 4,294,967,295"),
+        ("seed", 2**32, "from 0 to 4,294,967,295"),
+        ("hidden", (3_000_000_000,), "a network of at most 50,000,000 parameters"),
         ("hidden", (), "one or more layer sizes"),
         ("hidden", (128, 0), "one or more layer sizes"),
         ("optimizer", "adamax", "one of adam, adamw"),

@@ -9,14 +9,13 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING, Any
 
-from mnistlab.spec import Spec
+from mnistlab.spec import CLASSES, Spec
 
 if TYPE_CHECKING:  # imported where it is used, once the backend is chosen
     import keras
 
 INPUT_SIZE = 28 * 28
 LOSS = "sparse_categorical_crossentropy"
-CLASSES = 10  # both data sets have ten classes
 
 
 def build(spec: Spec, steps_per_epoch: int = 1500, steps_per_execution: int = 1) -> keras.Model:
@@ -72,31 +71,6 @@ def activated(
         keras.layers.BatchNormalization(),
         keras.layers.Activation(spec.activation),
     ]
-
-
-def parameter_count(spec: Spec) -> int:
-    """Weights and biases of the model `build(spec)` makes, without building it."""
-    # With batch normalisation a layer has no bias but 4 numbers per unit: scale, shift and
-    # the moving mean and variance (the last two not trained, but saved and counted by Keras).
-    per_unit = 4 if spec.batchnorm else 1
-    count, channels, side = 0, 1, 28
-    for filters in spec.conv:
-        count += 9 * channels * filters + per_unit * filters
-        channels, side = filters, side // 2
-    sizes = [side * side * channels, *spec.hidden]
-    count += sum(a * b + per_unit * b for a, b in zip(sizes, sizes[1:], strict=False))
-    return count + sizes[-1] * CLASSES + CLASSES
-
-
-def multiply_adds(spec: Spec) -> int:
-    """Multiply-adds of one image's forward pass: what a training step costs, unlike the
-    parameter count for convolutions, which reuse few weights at every pixel."""
-    count, channels, side = 0, 1, 28
-    for filters in spec.conv:
-        count += side * side * 9 * channels * filters
-        channels, side = filters, side // 2
-    sizes = [side * side * channels, *spec.hidden, CLASSES]
-    return count + sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
 
 
 def summary_text(model: keras.Model) -> str:

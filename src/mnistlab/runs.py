@@ -270,16 +270,25 @@ class SweepFolder:
         return self.path / "accuracy.png"
 
     def finished(self, variant: str, seed: int) -> bool:
-        return (self.run(variant, seed) / META_FILE).is_file()
+        run = self.run(variant, seed)
+        return (run / META_FILE).is_file() and (run / MODEL_FILE).is_file()
 
     def finished_runs(self, variant: str) -> list[Path]:
         """The folders of the variant's finished runs, by seed."""
         found = (self.path / "runs" / variant).glob(f"seed-*/{META_FILE}")
-        return sorted((f.parent for f in found), key=lambda p: int(p.name.removeprefix("seed-")))
+        done = [f.parent for f in found if (f.parent / MODEL_FILE).is_file()]
+        return sorted(done, key=lambda p: int(p.name.removeprefix("seed-")))
 
     @property
     def results_files(self) -> list[Path]:
         return [self.results_md, self.results_csv, self.results_json, self.accuracy_png]
+
+    def set_aside(self, variant: str, seed: int) -> Path:
+        """Rename an incomplete run folder out of the way, so the run can be made again."""
+        run = self.run(variant, seed)
+        aside = run.with_name(f"damaged-{run.name}-{datetime.now():%Y%m%d-%H%M%S-%f}")
+        run.rename(aside)
+        return aside
 
     def clear_stale(self) -> None:
         """Remove the temporary folders of runs whose process was killed while saving."""

@@ -17,6 +17,11 @@ from typing import Any
 from mnistlab.backend import BACKENDS
 from mnistlab.errors import MnistlabError
 
+MAX_EPOCHS = 1000
+MAX_BATCH = 60000  # the whole training set
+MAX_SEED = 2**32 - 1
+MAX_PARAMETERS = 50_000_000  # 800 MB with Adam's two moments: a bound on memory
+CLASSES = 10  # both data sets have ten classes
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 SCHEDULES = ("constant", "cosine")
 ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "elu", "selu", "swish")
@@ -57,20 +62,28 @@ class Spec:
             raise invalid("rotate", self.rotate, "a number of degrees from 0 to 45")
         if not 0 <= self.elastic <= 100:
             raise invalid("elastic", self.elastic, "from 0 (none) to 100 (Simard et al. use 34)")
-        if self.epochs < 1:
-            raise invalid("epochs", self.epochs, "at least 1")
-        if self.batch_size < 1:
-            raise invalid("batch_size", self.batch_size, "at least 1")
+        if not 1 <= self.epochs <= MAX_EPOCHS:
+            raise invalid("epochs", self.epochs, f"from 1 to {MAX_EPOCHS:,}")
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise invalid("batch_size", self.batch_size, f"from 1 to {MAX_BATCH:,}")
         if not 0 <= self.validation_split < 1:
             raise invalid(
                 "validation_split",
                 self.validation_split,
                 "a fraction in [0, 1); 0 trains on the whole training set, with no validation",
             )
-        if self.learning_rate <= 0:
-            raise invalid("learning_rate", self.learning_rate, "greater than 0")
-        if self.seed < 0:
-            raise invalid("seed", self.seed, "0 or more")
+        if not 0 < self.learning_rate <= 10:  # also refuses nan
+            raise invalid("learning_rate", self.learning_rate, "greater than 0, at most 10")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise invalid("seed", self.seed, f"from 0 to {MAX_SEED:,} (NumPy's seeds)")
+        if parameter_count(self) > MAX_PARAMETERS:
+            raise invalid(
+                "hidden" if not self.conv else "conv",
+                self.conv or self.hidden,
+                f"a network of at most {MAX_PARAMETERS:,} parameters, not "
+                f"{parameter_count(self):,} (the weights and Adam's state would take "
+                f"{16 * parameter_count(self) / 2**30:.1f} GiB)",
+            )
         for key, allowed in (
             ("optimizer", OPTIMIZERS),
             ("activation", ACTIVATIONS),
@@ -180,3 +193,28 @@ def preset(name: str = "lab", **changes: Any) -> Spec:
         raise MnistlabError(f"unknown preset {name!r}", f"choose one of: {', '.join(PRESETS)}")
     spec = Spec(**PRESETS[name])
     return spec.replace(**changes) if changes else spec
+
+
+def parameter_count(spec: Spec) -> int:
+    """Weights and biases of the model `models.build(spec)` makes, without building it."""
+    # With batch normalisation a layer has no bias but 4 numbers per unit: scale, shift and
+    # the moving mean and variance (the last two not trained, but saved and counted by Keras).
+    per_unit = 4 if spec.batchnorm else 1
+    count, channels, side = 0, 1, 28
+    for filters in spec.conv:
+        count += 9 * channels * filters + per_unit * filters
+        channels, side = filters, side // 2
+    sizes = [side * side * channels, *spec.hidden]
+    count += sum(a * b + per_unit * b for a, b in zip(sizes, sizes[1:], strict=False))
+    return count + sizes[-1] * CLASSES + CLASSES
+
+
+def multiply_adds(spec: Spec) -> int:
+    """Multiply-adds of one image's forward pass: what a training step costs, unlike the
+    parameter count for convolutions, which reuse few weights at every pixel."""
+    count, channels, side = 0, 1, 28
+    for filters in spec.conv:
+        count += side * side * 9 * channels * filters
+        channels, side = filters, side // 2
+    sizes = [side * side * channels, *spec.hidden, CLASSES]
+    return count + sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))

@@ -111,6 +111,19 @@ def source(name_or_path: str | Path) -> tuple[str, str]:
         ) from e
 
 
+PLAIN_NAME = "use letters, digits, '-', '_' and '.', not starting with '.'"
+
+
+def plain_name(name: object) -> bool:
+    """A name that is one plain file name: a variant's or an experiment's folder."""
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= 100
+        and all(c.isascii() and (c.isalnum() or c in "-_.") for c in name)
+        and not name.startswith(".")
+    )
+
+
 def bad_file(path: Path, problem: str) -> MnistlabError:
     return MnistlabError(
         f"{path}: {problem}", "see `mnistlab experiment --show lab` for the format"
@@ -138,7 +151,7 @@ def parse(text: str, path: Path) -> Experiment:
     if unknown:
         raise bad_file(path, f"unknown key {unknown[0]!r} (known: {', '.join(sorted(TOP_KEYS))})")
     dataset = raw.get("dataset", "mnist")
-    if dataset not in DATASETS:
+    if not isinstance(dataset, str) or dataset not in DATASETS:
         raise bad_file(path, f"dataset {dataset!r} is not one of {', '.join(DATASETS)}")
     seeds = raw.get("seeds", [1, 2, 3])
     if (
@@ -159,8 +172,8 @@ def parse(text: str, path: Path) -> Experiment:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise bad_file(path, f"variant {i} needs a name")
         name = entry["name"]
-        if not name or not all(c.isalnum() or c in "-_." for c in name) or name[0] == ".":
-            raise bad_file(path, f"variant name {name!r}: use letters, digits, '-', '_', '.'")
+        if not plain_name(name):
+            raise bad_file(path, f"variant name {name!r}: {PLAIN_NAME}")
         fields = {**base, **{k: v for k, v in entry.items() if k != "name"}}
         if "seed" in fields:
             raise bad_file(path, f"variant {name!r}: set seeds with the top-level key 'seeds'")
@@ -177,6 +190,7 @@ def parse(text: str, path: Path) -> Experiment:
     if baseline not in names:
         raise bad_file(path, f"baseline {baseline!r} is not one of the variants")
     name = raw.get("name", path.stem)
-    if not isinstance(name, str):
-        raise bad_file(path, "name must be a string")
+    if not isinstance(name, str) or not plain_name(name):
+        # The name is a folder under runs/experiments: nothing that climbs out of it
+        raise bad_file(path, f"name {name!r}: {PLAIN_NAME}")
     return Experiment(name, dataset, tuple(seeds), tuple(variants), baseline)

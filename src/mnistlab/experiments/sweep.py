@@ -11,6 +11,7 @@ one after another in this process, or `ray_engine.engine`, as Ray tasks on a clu
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import traceback
@@ -18,6 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import filelock
 
 from mnistlab import runs
 from mnistlab.backend import default as default_backend
@@ -44,8 +47,8 @@ class Event:
 
 def finished(path: Path, spec: Spec) -> bool:
     """Whether a complete run of exactly `spec` is at `path`; a different spec is an error."""
-    if not (path / runs.META_FILE).is_file():
-        return False
+    if not (path / runs.META_FILE).is_file() or not (path / runs.MODEL_FILE).is_file():
+        return False  # a run folder is complete, or it is made again
     made = Spec.from_dict(runs.read_meta(path)["spec"])
     if made != spec:
         raise MnistlabError(
@@ -118,8 +121,33 @@ def sweep(
     report: Callable[[Event], None] = lambda event: None,
 ) -> list[Event]:
     """Have `engine` make every variant x seed not yet finished under `out`; report each run
-    as it is skipped, done or failed. Returns the events in the plan's order."""
+    as it is skipped, done or failed. Returns the events in the plan's order. One sweep at a
+    time in a folder: a second process gets a clear error rather than training it all twice."""
     out.mkdir(parents=True, exist_ok=True)
+    with sweep_lock(out):
+        return sweep_locked(experiment, out, engine, report)
+
+
+@contextlib.contextmanager
+def sweep_lock(out: Path) -> Iterator[None]:
+    """Hold the sweep folder to this process (an OS lock, released however the process ends)."""
+    lock = filelock.FileLock(out / ".sweep.lock")
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        raise MnistlabError(
+            f"another mnistlab process is running a sweep in {out}",
+            "wait for it to finish, or give another --out",
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def sweep_locked(
+    experiment: Experiment, out: Path, engine: Engine, report: Callable[[Event], None]
+) -> list[Event]:
     folders = runs.SweepFolder(out)
     folders.clear_stale()  # left by a process killed while saving
     plan = experiment.with_backend(default_backend()).plan()  # as the runs record it
@@ -128,11 +156,14 @@ def sweep(
         spec = variant.spec.replace(seed=seed)
         folder = folders.run(variant.name, seed)
         if finished(folder, spec):
+            folders.failure(variant.name, seed).unlink(missing_ok=True)  # it ran since
             metrics = runs.read_meta(folder)["metrics"]
             event = Event("skipped", variant.name, seed, index, len(plan), metrics["accuracy"])
             events.append(event)
             report(event)
         else:
+            if folder.exists():  # incomplete (its model deleted?): kept aside, made again
+                folders.set_aside(variant.name, seed)
             jobs.append(Job(index, variant.name, spec, folder))
     for outcome in engine(jobs):
         event = record(folders, outcome, len(plan))
@@ -191,7 +222,7 @@ FLOP_RATE = 100e9  # multiply-adds x 2 per second, effective
 def estimate_seconds(spec: Spec, train_images: int = 60000) -> float:
     """Rough seconds to train and evaluate `spec` on this project's 2-core machine."""
     from mnistlab.backend import default
-    from mnistlab.models import multiply_adds
+    from mnistlab.spec import multiply_adds
 
     name = spec.backend or default()
     steps = math.ceil(train_images * (1 - spec.validation_split) / spec.batch_size)
