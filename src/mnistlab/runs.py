@@ -167,7 +167,7 @@ def read_meta(path: Path) -> dict[str, Any]:
         ) from None
     except ValueError as e:
         raise MnistlabError(f"{path} holds a damaged {META_FILE} ({e})", "train it again") from e
-    return meta
+    return check_meta(meta, path)
 
 
 def read_history(path: Path) -> dict[str, list[float]]:
@@ -181,7 +181,8 @@ def read_history(path: Path) -> dict[str, list[float]]:
 
 
 def load(path: str | Path) -> Run:
-    """The run saved at `path`, with its model loaded; a clear error for anything else."""
+    """The run saved at `path`, with its model loaded, checked once here: a clear error for a
+    folder that is not a run, a damaged one, or a model that does not fit its description."""
     path = Path(path)
     if not path.is_dir():
         raise MnistlabError(f"no run folder at {path}", NOT_A_RUN)
@@ -190,33 +191,76 @@ def load(path: str | Path) -> Run:
         raise MnistlabError(
             f"{path} is not an mnistlab run folder (no {META_FILE} or {MODEL_FILE})", NOT_A_RUN
         )
+    meta = read_meta(path)
+    spec = Spec.from_dict(meta["spec"])
+    from mnistlab import backend
+
+    backend.use(meta.get("backend"), what=f"the run {path}")
+    import keras
+
     try:
-        meta = json.loads(meta_file.read_text())
-        spec = Spec.from_dict(meta["spec"])
-        from mnistlab import backend
-
-        backend.use(meta.get("backend"), what=f"the run {path}")
-        import keras
-
         model = keras.saving.load_model(model_file)
-        history = read_history(path) if (path / HISTORY_JSON).is_file() else {}
-        run = Run(
-            model=model,
-            spec=spec,
-            dataset=str(meta["dataset"]),
-            class_names=tuple(meta["class_names"]),
-            history=history,
-            metrics=dict(meta.get("metrics", {})),
-            seconds=dict(meta.get("seconds", {})),
-            source=str(meta.get("data_source", "")),
-            info={k: meta[k] for k in ("backend", "device", "versions", "created") if k in meta},
-            path=path,
+    except Exception as e:  # a damaged zip, a foreign or crafted model: Keras raises many kinds
+        raise damaged(path, f"{MODEL_FILE} cannot be loaded ({type(e).__name__}: {e})") from None
+    check_model(model, meta, path)
+    history = read_history(path) if (path / HISTORY_JSON).is_file() else {}
+    return Run(
+        model=model,
+        spec=spec,
+        dataset=meta["dataset"],
+        class_names=tuple(meta["class_names"]),
+        history=history,
+        metrics=dict(meta["metrics"]),
+        seconds=dict(meta.get("seconds", {})),
+        source=str(meta.get("data_source", "")),
+        info={k: meta[k] for k in ("backend", "device", "versions", "created") if k in meta},
+        path=path,
+    )
+
+
+def damaged(path: Path, problem: str) -> MnistlabError:
+    return MnistlabError(f"{path} holds a damaged run: {problem}", "train it again")
+
+
+def check_meta(meta: Any, path: Path) -> dict[str, Any]:
+    """`run.json`'s contents, if they have what a run needs, of the right types."""
+    from mnistlab.data import DATASETS
+
+    if not isinstance(meta, dict):
+        raise damaged(path, f"{META_FILE} is not a JSON object")
+    wanted = {"dataset": str, "class_names": list, "spec": dict, "metrics": dict}
+    for key, kind in wanted.items():
+        if key not in meta:
+            raise damaged(path, f"{META_FILE} has no {key!r}")
+        if not isinstance(meta[key], kind):
+            raise damaged(path, f"{META_FILE}'s {key!r} is not a {kind.__name__}")
+    if meta["dataset"] not in DATASETS:
+        raise damaged(path, f"{META_FILE} names an unknown data set {meta['dataset']!r}")
+    names = meta["class_names"]
+    if not names or not all(isinstance(n, str) for n in names):
+        raise damaged(path, f"{META_FILE}'s class names are not a list of names")
+    backend_name = meta.get("backend")
+    if backend_name is not None and not isinstance(backend_name, str):
+        raise damaged(path, f"{META_FILE}'s 'backend' is not a name")
+    try:
+        Spec.from_dict(meta["spec"])
+    except MnistlabError as e:
+        raise damaged(path, f"its spec: {e}") from None
+    return meta
+
+
+def check_model(model: Any, meta: dict[str, Any], path: Path) -> None:
+    """The model takes MNIST's images and answers one probability per class."""
+    shapes = [tuple(model.input_shape[1:])] if hasattr(model, "input_shape") else []
+    if not shapes or shapes[0] not in ((784,), (28, 28), (28, 28, 1)):
+        shown = shapes[0] if shapes else "unknown"
+        raise damaged(path, f"its model takes input of shape {shown}, not 784 pixels")
+    outputs = model.output_shape[-1] if hasattr(model, "output_shape") else None
+    if outputs != len(meta["class_names"]):
+        raise damaged(
+            path,
+            f"its model answers {outputs} classes but {META_FILE} names {len(meta['class_names'])}",
         )
-    except (ValueError, KeyError, TypeError, OSError) as e:
-        raise MnistlabError(
-            f"{path} holds a damaged run ({type(e).__name__}: {e})", "train it again"
-        ) from e
-    return run
 
 
 def pack(path: Path) -> dict[str, bytes]:

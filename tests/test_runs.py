@@ -1,0 +1,91 @@
+"""Run folders are checked once, when loaded: a damaged or foreign one is one clear error, on
+the command line too, never a traceback."""
+
+import json
+import shutil
+
+import keras
+import pytest
+from click.testing import CliRunner
+
+from mnistlab import cli, runs
+from mnistlab.errors import MnistlabError
+
+
+@pytest.fixture
+def run_dir(tiny_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy)
+    return copy
+
+
+def edit_meta(run_dir, change):
+    meta = json.loads((run_dir / "run.json").read_text())
+    change(meta)
+    (run_dir / "run.json").write_text(json.dumps(meta))
+
+
+def refused(run_dir, message):
+    with pytest.raises(MnistlabError, match=message) as caught:
+        runs.load(run_dir)
+    result = CliRunner().invoke(cli.cli, ["predict", str(run_dir), "--index", "0"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and "Traceback" not in result.output
+    return caught.value
+
+
+def test_a_good_run_loads(run_dir):
+    run = runs.load(run_dir)
+    assert run.dataset == "mnist" and len(run.class_names) == 10
+
+
+def test_a_model_file_with_bad_crcs(run_dir):
+    raw = bytearray((run_dir / "model.keras").read_bytes())
+    middle = len(raw) // 2
+    raw[middle : middle + 64] = bytes(64)  # zeroes inside a member: its CRC no longer holds
+    (run_dir / "model.keras").write_bytes(bytes(raw))
+    error = refused(run_dir, "model.keras cannot be loaded")
+    assert error.fix == "train it again"
+
+
+@pytest.mark.parametrize("key", ["class_names", "dataset", "metrics", "spec"])
+def test_run_json_missing_a_key(run_dir, key):
+    edit_meta(run_dir, lambda meta: meta.pop(key))
+    refused(run_dir, f"run.json has no '{key}'")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("class_names", "0123456789", "'class_names' is not a list"),
+        ("metrics", [0.9], "'metrics' is not a dict"),
+        ("dataset", "cifar", "unknown data set 'cifar'"),
+        ("class_names", [1, 2], "class names are not a list of names"),
+        ("spec", {"epochs": "five"}, "its spec: spec key 'epochs' must be int"),
+    ],
+)
+def test_run_json_with_wrong_types(run_dir, key, value, message):
+    edit_meta(run_dir, lambda meta: meta.update({key: value}))
+    refused(run_dir, message)
+
+
+def save_model(run_dir, inputs, outputs):
+    model = keras.Sequential([keras.Input((inputs,)), keras.layers.Dense(outputs)])
+    model.save(run_dir / "model.keras")
+
+
+def test_a_model_that_does_not_take_mnist_images(run_dir):
+    save_model(run_dir, 100, 10)
+    refused(run_dir, r"takes input of shape \(100,\), not 784 pixels")
+
+
+def test_a_model_with_other_outputs_than_class_names(run_dir):
+    save_model(run_dir, 784, 3)
+    refused(run_dir, "answers 3 classes but run.json names 10")
+
+
+def test_compare_names_the_damaged_run(run_dir, tiny_run):
+    edit_meta(run_dir, lambda meta: meta.pop("spec"))
+    result = CliRunner().invoke(cli.cli, ["compare", str(tiny_run), str(run_dir)])
+    assert result.exit_code == 2
+    assert f"error: {run_dir} holds a damaged run: run.json has no 'spec'" in result.output
