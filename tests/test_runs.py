@@ -2,13 +2,15 @@
 the command line too, never a traceback."""
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import keras
 import pytest
 from click.testing import CliRunner
 
-from mnistlab import cli, runs
+from mnistlab import cli, files, runs
 from mnistlab.errors import MnistlabError
 
 
@@ -89,3 +91,26 @@ def test_compare_names_the_damaged_run(run_dir, tiny_run):
     result = CliRunner().invoke(cli.cli, ["compare", str(tiny_run), str(run_dir)])
     assert result.exit_code == 2
     assert f"error: {run_dir} holds a damaged run: run.json has no 'spec'" in result.output
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "read-only"])
+def test_an_output_that_cannot_be_written_is_refused_before_training(tmp_path, where, monkeypatch):
+    if where == "under-a-file":
+        (tmp_path / "F").write_text("mine")
+        out = tmp_path / "F" / "run"
+        why = "is a file, not a folder"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        out = locked / "deeper" / "run"
+        why = "is not writable"
+        # root may write into a read-only folder (not onto a read-only file system): answer as
+        # the kernel answers other users, so the test means the same whoever runs it
+        real_access = os.access
+        monkeypatch.setattr(
+            files.os, "access", lambda p, mode: Path(p) != locked and real_access(p, mode)
+        )
+    result = CliRunner().invoke(cli.cli, ["train", "--epochs", "1", "--out", str(out)])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: cannot write {out}:") and why in result.output
+    assert "Training on" not in result.output

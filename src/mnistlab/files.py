@@ -60,11 +60,35 @@ def writing(path: Path, suffix: str = "") -> Iterator[Path]:
 
 
 def check_new(path: Path) -> None:
-    """Refuse a destination folder that holds anything, before any work is done."""
+    """Refuse a destination folder that holds anything or cannot be made, before any work."""
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise MnistlabError(
             f"{path} already exists and is not empty", "choose another --out, or remove it"
         )
+    check_writable(path, folder=True)
+
+
+def check_writable(path: Path, folder: bool = False) -> None:
+    """Refuse, before any work, a destination that cannot be written: under a file, in a
+    folder without write permission, or (for a file) a folder itself. Writing makes the
+    missing folders on the way, so the first one that exists must let us in."""
+    path = Path(path)
+    if path.exists():
+        if folder and not path.is_dir():
+            raise cannot_write(path, "it is a file, not a folder")
+        if not folder and path.is_dir():
+            raise cannot_write(path, "it is a folder")
+    existing = path if folder and path.is_dir() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise cannot_write(path, f"{existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise cannot_write(path, f"{existing} is not writable")
+
+
+def cannot_write(path: Path, why: str) -> MnistlabError:
+    return MnistlabError(f"cannot write {path}: {why}", "choose another place with --out")
 
 
 @contextlib.contextmanager
