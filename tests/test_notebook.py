@@ -1,5 +1,5 @@
 """The lab's notebook: its structure, its parameters cell, the text written from results, a
-failing cell, the command's errors, and one whole notebook executed in a
+failing cell, progress by part, the command's errors, and one whole notebook executed in a
 kernel on a tiny sample data set, whose text cells must state the numbers its outputs print."""
 
 import base64
@@ -182,13 +182,39 @@ def test_a_failing_cell_is_reported_with_the_notebook_so_far(tmp_path, monkeypat
     ]
     failing = new_notebook(cells=cells)
     monkeypatch.setattr(notebook, "build", lambda s: failing)
+    lines = []
     with pytest.raises(MnistlabError, match="ValueError: boom") as caught:
-        notebook.make(notebook.Settings(), tmp_path / "lab.ipynb")
+        notebook.make(notebook.Settings(), tmp_path / "lab.ipynb", progress=lines.append)
+    assert [re.sub(r"\d+\.\d s$", "S", line) for line in lines] == [
+        "Part 1: Fine ... S",
+        "Part 2: Failing ... failed after S",
+    ]
     saved = nbformat.read(tmp_path / "lab.failed.ipynb", as_version=4)
     assert saved.cells[3].outputs[0]["ename"] == "ValueError"
     assert "execution_count" in saved.cells[4] and saved.cells[4].execution_count is None
     assert str(tmp_path / "lab.failed.ipynb") in caught.value.fix
     assert not (tmp_path / "lab.ipynb").exists()
+
+
+@pytest.mark.notebook
+def test_progress_has_a_line_for_each_part_as_it_finishes(tmp_path, monkeypatch):
+    cells = [
+        new_code_cell("before = 1"),  # above any part: no line
+        new_markdown_cell("## Part 1: Two cells\nText."),
+        new_code_cell("import time"),
+        new_code_cell("time.sleep(0.3)"),
+        new_markdown_cell("## Only text"),  # no code: no line
+        new_markdown_cell("## Part 2: One cell"),
+        new_code_cell("x = 2"),
+    ]
+    monkeypatch.setattr(notebook, "build", lambda s: new_notebook(cells=cells))
+    lines = []
+    notebook.make(notebook.Settings(), tmp_path / "lab.ipynb", progress=lines.append)
+    assert [re.sub(r"\d+\.\d s$", "S", line) for line in lines] == [
+        "Part 1: Two cells ... S",
+        "Part 2: One cell ... S",
+    ]
+    assert float(lines[0].split()[-2]) >= 0.3
 
 
 @pytest.mark.parametrize(
@@ -225,7 +251,7 @@ def executed(tmp_path_factory):
     result = CliRunner().invoke(cli.cli, args)
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-2:] == [f"Wrote {out}", f"Wrote {out.with_suffix('.html')}"]
-    return out, nbformat.read(out, as_version=4)
+    return out, nbformat.read(out, as_version=4), result.stderr
 
 
 def stdout(cell) -> str:
@@ -246,7 +272,7 @@ def after(nb, kind, **args):
 
 @pytest.mark.notebook
 def test_every_cell_ran_without_errors(executed):
-    path, nb = executed
+    path, nb, _ = executed
     nbformat.validate(nb)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
@@ -259,8 +285,19 @@ def test_every_cell_ran_without_errors(executed):
 
 
 @pytest.mark.notebook
+def test_the_command_reports_each_part_as_it_finishes(executed):
+    _, nb, stderr = executed
+    lines = [line for line in stderr.splitlines() if re.search(r" \.\.\. \d+\.\d s$", line)]
+    parts = [line.split(" ... ")[0] for line in lines]
+    assert parts[0] == "Setting up" and parts[-1] == "Bonus: Fashion-MNIST"
+    assert [int(re.match(r"Part (\d+):", p)[1]) for p in parts[1:-1]] == list(range(1, 12))
+    headings = [c.source.splitlines()[0][3:] for c in nb.cells if c.source.startswith("## Part")]
+    assert parts[1:-1] == headings
+
+
+@pytest.mark.notebook
 def test_figures_are_embedded_and_of_their_size(executed):
-    path, nb = executed
+    path, nb, _ = executed
     images = [
         base64.b64decode(o["data"]["image/png"])
         for c in nb.cells
@@ -286,7 +323,7 @@ def percent(fraction: str) -> str:
 
 @pytest.mark.notebook
 def test_text_cells_state_the_printed_results(executed):
-    _, nb = executed
+    _, nb, _ = executed
     code, text = after(nb, "shapes")
     assert "x_train shape: (300, 28, 28)" in stdout(code)
     assert text.startswith("300 training images and 100 test images, each 28 × 28 pixels")
@@ -333,7 +370,7 @@ def test_text_cells_state_the_printed_results(executed):
 
 @pytest.mark.notebook
 def test_the_html_holds_the_text(executed):
-    path, nb = executed
+    path, nb, _ = executed
     page = html.unescape(re.sub(r"<[^>]+>", "", path.with_suffix(".html").read_text()))
     for kind in ("conclusion", "bonus"):
         _, text = after(nb, kind)

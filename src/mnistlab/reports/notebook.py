@@ -2,7 +2,7 @@
 with every output and figure in the file and text cells that report the measured results.
 
     nb = build(settings("mnist", quick=True))  # the cells of lab_notebook.py, set up
-    nb = fill(execute(nb, folder))  # run every cell, then write the text
+    nb = fill(execute(nb, folder, progress=print))  # run every cell; write the text
     write(nb, path); write_html(nb, path.with_suffix(".html"))
 
 The notebook's cells are a Python file, `lab_notebook.py` beside this module, in jupytext's
@@ -24,7 +24,7 @@ in `notebook_kernel`, imported in the setup cell with one line.
 
 The kernel is this Python (`sys.executable`), named by a kernel spec in a temporary folder,
 not whichever `python3` kernel the machine has registered: the notebook runs with the mnistlab
-that wrote it.
+that wrote it. `progress` hears of each part (the cells under a `## ` heading) as it finishes.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import math
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -281,9 +282,51 @@ def change(spec: dict[str, Any], plan: Experiment) -> str:
 # Running it
 
 
-def execute(nb: NotebookNode, folder: Path, timeout: int = CELL_TIMEOUT) -> NotebookNode:
+def parts(nb: NotebookNode) -> dict[int, str]:
+    """The part each code cell belongs to, by cell index: the `## ` heading above it."""
+    part, found = "", {}
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown" and cell.source.startswith("## "):
+            part = cell.source.splitlines()[0].removeprefix("## ").strip()
+        elif cell.cell_type == "code" and part:
+            found[index] = part
+    return found
+
+
+class PartClock:
+    """nbclient's cell hooks, turned into a line for each part when its last cell has run,
+    "Part 3: The first image and its label ... 0.4 s", or as one of its cells fails."""
+
+    def __init__(self, nb: NotebookNode, progress: Callable[[str], None]) -> None:
+        self.part = parts(nb)
+        self.last = {part: index for index, part in self.part.items()}
+        self.started: dict[str, float] = {}
+        self.progress = progress
+
+    def start(self, cell_index: int, **_: Any) -> None:
+        if cell_index in self.part:
+            self.started.setdefault(self.part[cell_index], time.perf_counter())
+
+    def executed(self, cell_index: int, execute_reply: dict[str, Any], **_: Any) -> None:
+        part = self.part.get(cell_index)
+        if part is None:
+            return
+        seconds = time.perf_counter() - self.started[part]
+        if execute_reply["content"]["status"] != "ok":  # nbclient raises the error next
+            self.progress(f"{part} ... failed after {seconds:.1f} s")
+        elif self.last[part] == cell_index:
+            self.progress(f"{part} ... {seconds:.1f} s")
+
+
+def execute(
+    nb: NotebookNode,
+    folder: Path,
+    timeout: int = CELL_TIMEOUT,
+    progress: Callable[[str], None] | None = None,
+) -> NotebookNode:
     """Run every code cell in a fresh kernel of this Python, in `folder`; the outputs are
-    stored in `nb`. A failing cell raises `ExecutionFailed` holding the notebook so far."""
+    stored in `nb`, and `progress` gets a line as each part finishes. A failing cell raises
+    `ExecutionFailed` holding the notebook so far."""
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
@@ -319,6 +362,10 @@ def execute(nb: NotebookNode, folder: Path, timeout: int = CELL_TIMEOUT) -> Note
             startup_timeout=STARTUP_TIMEOUT,
             resources={"metadata": {"path": str(folder)}},
         )
+        if progress is not None:
+            clock = PartClock(nb, progress)
+            client.on_cell_start = clock.start
+            client.on_cell_executed = clock.executed
         try:
             client.execute()
         except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:
@@ -570,7 +617,7 @@ def make(
     out.parent.mkdir(parents=True, exist_ok=True)
     nb = build(settings)
     try:
-        nb = execute(nb, out.parent)
+        nb = execute(nb, out.parent, progress=progress)
     except ExecutionFailed as e:
         failed = write(e.nb, out.with_suffix(".failed.ipynb"))
         raise MnistlabError(
