@@ -1,6 +1,6 @@
-"""The lab's notebook: its structure, the text written from results, a failing cell, the
-command's errors, and one whole notebook executed in a kernel on a tiny sample data set, whose
-text cells must state the numbers its outputs print."""
+"""The lab's notebook: its structure, its parameters cell, the text written from results, a
+failing cell, progress by part, the command's errors, and one whole notebook executed in a
+kernel on a tiny sample data set, whose text cells must state the numbers its outputs print."""
 
 import base64
 import html
@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from click.testing import CliRunner
 from conftest import synthetic
-from nbformat.v4 import new_code_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from mnistlab import cli
 from mnistlab.data import FILES, encode_idx
@@ -46,12 +46,30 @@ def write_sample(folder: Path) -> Path:
     return folder
 
 
-def settings(**changes):
-    return notebook.Settings(experiments=TINY_EXPERIMENTS, experiments_name="tiny.toml", **changes)
+@pytest.fixture(scope="module")
+def tiny_toml(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("experiments") / "tiny.toml"
+    path.write_text(TINY_EXPERIMENTS)
+    return path
 
 
-def test_build_follows_the_lab():
-    nb = notebook.build(settings(quick=True, sample=Path("/tmp/sample")))
+def settings(experiment: Path, **changes):
+    return notebook.Settings(experiment=str(experiment), **changes)
+
+
+def parameters(nb) -> str:
+    (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    return cell.source
+
+
+def hidden(cell) -> bool:
+    return notebook.HIDDEN in cell.metadata.get("tags", []) and cell.metadata["jupyter"] == {
+        "source_hidden": True
+    }
+
+
+def test_build_follows_the_lab(tiny_toml):
+    nb = notebook.build(settings(tiny_toml, quick=True, sample=Path("/tmp/sample")))
     nbformat.validate(nb)
     headings = [
         c.source.splitlines()[0] for c in nb.cells if c.cell_type == "markdown" and "#" in c.source
@@ -64,29 +82,69 @@ def test_build_follows_the_lab():
     kinds = [c.metadata["mnistlab"]["text"] for c in nb.cells if "mnistlab" in c.metadata]
     assert kinds.count("variant") == 2 and kinds.count("prediction") == 2
     assert "conclusion" in kinds and "bonus" in kinds and "count" in kinds
-    setup = nb.cells[2].source
-    assert (
-        'os.environ["KERAS_BACKEND"] = "jax"' in setup and "SAMPLE = Path('/tmp/sample')" in setup
-    )
-    assert "EPOCHS = 2" in setup and "QUICK = True" in setup
+    assert "`tiny.toml`" in next(c.source for c in nb.cells if "## Part 11" in c.source)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code[0].metadata["tags"] == ["parameters"]  # the first code cell: papermill's place
+    assert parameters(nb).splitlines()[3:] == [
+        "BACKEND = \"jax\"  # Keras's backend: the experiment's",
+        "EPOCHS = 2  # the lab's model's, and the bonus's",
+        "SEED = 1",
+        "QUICK = True  # True: the experiments shortened as below, so that the notebook runs in "
+        "minutes",
+        "QUICK_SEEDS = 2  # the quick experiments run on their first seeds only",
+        "QUICK_EPOCHS_DIVISOR = 5  # and on their epochs divided by this (at least 1)",
+        'SAMPLE: str | None = "/tmp/sample"  # a folder of small unverified samples, or None for '
+        "the real data",
+        'WORK = "lab-files"  # figures and run folders, beside the notebook',
+    ]
+    assert f'EXPERIMENT = "{tiny_toml}"' in parameters(nb)
+    assert 'os.environ["KERAS_BACKEND"] = BACKEND' in code[1].source
     assert nb.metadata["kernelspec"]["name"] == "python3"
-    full = notebook.build(settings())
-    assert "EPOCHS = 5" in full.cells[2].source and "Quick" not in full.cells[0].source
+    assert "jupytext" not in nb.metadata
+    full = notebook.build(settings(tiny_toml))
+    assert "EPOCHS = 5" in parameters(full) and "SAMPLE: str | None = None" in parameters(full)
+    assert "Quick" not in full.cells[0].source and "Sample" not in full.cells[0].source
+
+
+def test_the_values_for_the_text_are_kept_in_hidden_cells(tiny_toml):
+    nb = notebook.build(settings(tiny_toml))
+    keeps = [c for c in nb.cells if c.cell_type == "code" and "keep(" in c.source]
+    assert len(keeps) == 12 and all(hidden(c) and c.source.startswith("keep(") for c in keeps)
+    for i, cell in enumerate(nb.cells):
+        if "mnistlab" in cell.metadata:  # the code cell nearest above a results text keeps
+            assert next(c for c in reversed(nb.cells[:i]) if c.cell_type == "code") in keeps
+
+
+def test_with_values_writes_the_parameters_cell():
+    cell = "# settings\nA = 1  # a note\nB: str | None = None\n"
+    assert notebook.with_values(cell, {"A": 2, "B": 'say "hi"'}) == (
+        '# settings\nA = 2  # a note\nB: str | None = "say \\"hi\\""'
+    )
+    with pytest.raises(ValueError, match="the parameters cell has no C"):
+        notebook.with_values(cell, {"A": 2, "B": None, "C": 3})
+    with pytest.raises(ValueError, match="'A = 1  # a note' is not a parameter mnistlab sets"):
+        notebook.with_values(cell, {"B": None})
 
 
 def test_on_fashion_mnist_the_bonus_is_mnist():
     chosen = notebook.settings("fashion-mnist")
-    assert chosen.experiments_name == "fashion.toml"
+    assert (chosen.experiment, chosen.experiment_file) == ("fashion", "fashion.toml")
     nb = notebook.build(chosen)
     assert nb.cells[0].source.startswith("# Fashion-MNIST classification")
     assert "## Bonus: MNIST" in [c.source.splitlines()[0] for c in nb.cells]
-    assert "DATASET = 'fashion-mnist'" in nb.cells[2].source
-    assert "BONUS = 'mnist'" in nb.cells[2].source
+    assert 'DATASET = "fashion-mnist"' in parameters(nb)
+    assert 'BONUS = "mnist"' in parameters(nb) and 'EXPERIMENT = "fashion"' in parameters(nb)
 
 
-def test_settings_refuse_an_experiment_on_another_data_set():
+def test_settings_refuse_an_experiment_on_another_data_set(tiny_toml):
     with pytest.raises(MnistlabError, match="tiny.toml is an experiment on mnist"):
-        settings(dataset="fashion-mnist").plan()
+        settings(tiny_toml, dataset="fashion-mnist").plan()
+
+
+def test_settings_name_an_experiment_file_by_its_full_path(tiny_toml, monkeypatch):
+    monkeypatch.chdir(tiny_toml.parent)
+    chosen = notebook.settings("mnist", "tiny.toml", out=Path("mine.ipynb"))
+    assert (chosen.experiment, chosen.work) == (str(tiny_toml), "mine-files")
 
 
 def test_quick_shortens_the_experiments():
@@ -115,15 +173,48 @@ def test_fill_writes_text_from_kept_values_only():
 
 @pytest.mark.notebook
 def test_a_failing_cell_is_reported_with_the_notebook_so_far(tmp_path, monkeypatch):
-    cells = [new_code_cell("x = 1"), new_code_cell("raise ValueError('boom')")]
+    cells = [
+        new_markdown_cell("## Part 1: Fine"),
+        new_code_cell("x = 1"),
+        new_markdown_cell("## Part 2: Failing"),
+        new_code_cell("raise ValueError('boom')"),
+        new_code_cell("y = 2"),
+    ]
     failing = new_notebook(cells=cells)
     monkeypatch.setattr(notebook, "build", lambda s: failing)
+    lines = []
     with pytest.raises(MnistlabError, match="ValueError: boom") as caught:
-        notebook.make(settings(), tmp_path / "lab.ipynb")
+        notebook.make(notebook.Settings(), tmp_path / "lab.ipynb", progress=lines.append)
+    assert [re.sub(r"\d+\.\d s$", "S", line) for line in lines] == [
+        "Part 1: Fine ... S",
+        "Part 2: Failing ... failed after S",
+    ]
     saved = nbformat.read(tmp_path / "lab.failed.ipynb", as_version=4)
-    assert saved.cells[1].outputs[0]["ename"] == "ValueError"
+    assert saved.cells[3].outputs[0]["ename"] == "ValueError"
+    assert "execution_count" in saved.cells[4] and saved.cells[4].execution_count is None
     assert str(tmp_path / "lab.failed.ipynb") in caught.value.fix
     assert not (tmp_path / "lab.ipynb").exists()
+
+
+@pytest.mark.notebook
+def test_progress_has_a_line_for_each_part_as_it_finishes(tmp_path, monkeypatch):
+    cells = [
+        new_code_cell("before = 1"),  # above any part: no line
+        new_markdown_cell("## Part 1: Two cells\nText."),
+        new_code_cell("import time"),
+        new_code_cell("time.sleep(0.3)"),
+        new_markdown_cell("## Only text"),  # no code: no line
+        new_markdown_cell("## Part 2: One cell"),
+        new_code_cell("x = 2"),
+    ]
+    monkeypatch.setattr(notebook, "build", lambda s: new_notebook(cells=cells))
+    lines = []
+    notebook.make(notebook.Settings(), tmp_path / "lab.ipynb", progress=lines.append)
+    assert [re.sub(r"\d+\.\d s$", "S", line) for line in lines] == [
+        "Part 1: Two cells ... S",
+        "Part 2: One cell ... S",
+    ]
+    assert float(lines[0].split()[-2]) >= 0.3
 
 
 @pytest.mark.parametrize(
@@ -160,7 +251,7 @@ def executed(tmp_path_factory):
     result = CliRunner().invoke(cli.cli, args)
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-2:] == [f"Wrote {out}", f"Wrote {out.with_suffix('.html')}"]
-    return out, nbformat.read(out, as_version=4)
+    return out, nbformat.read(out, as_version=4), result.stderr
 
 
 def stdout(cell) -> str:
@@ -168,18 +259,20 @@ def stdout(cell) -> str:
 
 
 def after(nb, kind, **args):
-    """The code cell before the filled text cell of `kind`, and that text."""
+    """The code cell a reader sees before the filled text cell of `kind`, and that text."""
     for i, cell in enumerate(nb.cells):
         spec = cell.metadata.get("mnistlab")
         if spec and spec["text"] == kind and all(spec["args"].get(k) == v for k, v in args.items()):
-            code = next(c for c in reversed(nb.cells[:i]) if c.cell_type == "code")
+            code = next(
+                c for c in reversed(nb.cells[:i]) if c.cell_type == "code" and not hidden(c)
+            )
             return code, cell.source
     raise AssertionError(f"no text cell {kind} {args}")
 
 
 @pytest.mark.notebook
 def test_every_cell_ran_without_errors(executed):
-    path, nb = executed
+    path, nb, _ = executed
     nbformat.validate(nb)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
@@ -188,12 +281,23 @@ def test_every_cell_ran_without_errors(executed):
             assert output["output_type"] != "error", output
             assert "Traceback" not in output.get("text", "")
     assert not [c for c in nb.cells if c.cell_type == "markdown" and c.source == notebook.PENDING]
-    assert "Source: sample" in stdout(code[1])
+    assert "Source: sample" in stdout(code[2])  # after the parameters and the setting up
+
+
+@pytest.mark.notebook
+def test_the_command_reports_each_part_as_it_finishes(executed):
+    _, nb, stderr = executed
+    lines = [line for line in stderr.splitlines() if re.search(r" \.\.\. \d+\.\d s$", line)]
+    parts = [line.split(" ... ")[0] for line in lines]
+    assert parts[0] == "Setting up" and parts[-1] == "Bonus: Fashion-MNIST"
+    assert [int(re.match(r"Part (\d+):", p)[1]) for p in parts[1:-1]] == list(range(1, 12))
+    headings = [c.source.splitlines()[0][3:] for c in nb.cells if c.source.startswith("## Part")]
+    assert parts[1:-1] == headings
 
 
 @pytest.mark.notebook
 def test_figures_are_embedded_and_of_their_size(executed):
-    path, nb = executed
+    path, nb, _ = executed
     images = [
         base64.b64decode(o["data"]["image/png"])
         for c in nb.cells
@@ -219,7 +323,7 @@ def percent(fraction: str) -> str:
 
 @pytest.mark.notebook
 def test_text_cells_state_the_printed_results(executed):
-    _, nb = executed
+    _, nb, _ = executed
     code, text = after(nb, "shapes")
     assert "x_train shape: (300, 28, 28)" in stdout(code)
     assert text.startswith("300 training images and 100 test images, each 28 × 28 pixels")
@@ -266,9 +370,10 @@ def test_text_cells_state_the_printed_results(executed):
 
 @pytest.mark.notebook
 def test_the_html_holds_the_text(executed):
-    path, nb = executed
+    path, nb, _ = executed
     page = html.unescape(re.sub(r"<[^>]+>", "", path.with_suffix(".html").read_text()))
     for kind in ("conclusion", "bonus"):
         _, text = after(nb, kind)
         assert text.replace("**", "") in page
     assert "Quick version" in page
+    assert "For the text: test_accuracy = " in page and "keep(" not in page  # hidden code

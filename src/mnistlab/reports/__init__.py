@@ -4,7 +4,8 @@
 
 `figures` draws PNG files, `page` makes the self-contained HTML report, `tables` renders a
 `Results` value as Markdown, CSV, JSON, HTML or a terminal table, `notebook` writes and runs
-the lab's notebook.
+the lab's notebook, whose cells are `lab_notebook.py` (jupytext's percent format; the notebook,
+never imported) and whose kernel imports `notebook_kernel`.
 """
 
 from __future__ import annotations

