@@ -14,11 +14,10 @@ from click.testing import CliRunner
 from conftest import synthetic
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from mnistlab import cli
+from mnistlab import cli, notebook
 from mnistlab.data import FILES, encode_idx
 from mnistlab.errors import MnistlabError
 from mnistlab.reports import figures as report
-from mnistlab.reports import notebook
 
 TINY_EXPERIMENTS = """
 dataset = "mnist"

@@ -59,7 +59,7 @@ def notebook(
     sample_data: Path | None,
 ) -> None:
     """Write the lab's notebook, run every cell headless, and write its results into its text."""
-    from mnistlab.reports import notebook as nb
+    from mnistlab import notebook as nb
 
     settings = nb.settings(dataset, experiments, quick, sample_data, out)
     log(f"Running {out} in a fresh kernel{' (quick version)' if quick else ''} ...")

@@ -1,11 +1,10 @@
-"""What people look at: figures, the report page, the results tables and the lab's notebook.
+"""What people look at: figures, the report page and the results tables.
 
     report(target, out)   # a Run, a run folder, a sweep's Results or folder -> index.html
 
 `figures` draws PNG files, `page` makes the self-contained HTML report, `tables` renders a
-`Results` value as Markdown, CSV, JSON, HTML or a terminal table, `notebook` writes and runs
-the lab's notebook, whose cells are `lab_notebook.py` (jupytext's percent format; the notebook,
-never imported) and whose kernel imports `notebook_kernel`.
+`Results` value as Markdown, CSV, JSON, HTML or a terminal table. The lab's notebook, a front
+that runs the whole lab, is `mnistlab.notebook`.
 """
 
 from __future__ import annotations

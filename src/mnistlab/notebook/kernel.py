@@ -4,7 +4,7 @@ the values its text cells are written from. They run in the notebook's kernel.
 `keep(test_accuracy=0.9731, ...)` displays one output with two representations: a line for
 people ("For the text: test_accuracy = 0.9731, ...") and a JSON bundle of type `VALUES_MIME`,
 which `notebook.fill` reads after the run to write each text cell. Every `keep` sits in a code
-cell of its own right above the text it feeds, with its input hidden (`lab_notebook.py` says
+cell of its own right above the text it feeds, with its input hidden (`lab.py` says
 how), so a reader sees the lab's code, its output, the values line, then the text.
 """
 

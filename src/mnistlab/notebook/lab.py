@@ -1,6 +1,6 @@
 """The lab's notebook as Python, in jupytext's percent format: `# %%` starts a code cell,
 `# %% [markdown]` a text cell, and what follows on that line is the cell's metadata.
-`mnistlab.reports.notebook` reads it from the package (`build`), runs it and writes its results
+`mnistlab.notebook` reads it from the package (`build`), runs it and writes its results
 into the text; this file is the notebook, not a module: nothing imports it, since running it
 trains models, but ruff and mypy check it as if its cells ran from top to bottom.
 
@@ -58,8 +58,8 @@ from mnistlab.data import load_sample, preprocess
 from mnistlab.evaluation import metrics
 from mnistlab.experiments import Event, parse
 from mnistlab.experiments.plan import source
+from mnistlab.notebook.kernel import keep, show
 from mnistlab.reports import figures, tables
-from mnistlab.reports.notebook_kernel import keep, show
 
 work = Path(WORK)
 work.mkdir(exist_ok=True)

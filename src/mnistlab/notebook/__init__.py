@@ -1,11 +1,11 @@
 """The lab's hand-in: a Jupyter notebook that follows the lab part by part, executed headless,
 with every output and figure in the file and text cells that report the measured results.
 
-    nb = build(settings("mnist", quick=True))  # the cells of lab_notebook.py, set up
+    nb = build(settings("mnist", quick=True))  # the cells of lab.py, set up
     nb = fill(execute(nb, folder, progress=print))  # run every cell; write the text
     write(nb, path); write_html(nb, path.with_suffix(".html"))
 
-The notebook's cells are a Python file, `lab_notebook.py` beside this module, in jupytext's
+The notebook's cells are a Python file, `lab.py` beside this module, in jupytext's
 percent format, so the linters and the type checker read its code like the package's. `build`
 reads it and changes only three things: the cell tagged `parameters` gets the settings' values
 (papermill's convention: one cell at the top holds everything that differs between notebooks),
@@ -20,7 +20,7 @@ input hidden (`jupyter.source_hidden`, which JupyterLab honours, and the `remove
 which the HTML export honours) rather than a line in the lab's cells: the reader sees the lab's
 code and the values line its text comes from, not the plumbing; its output stays visible so
 that every number in the text can be checked against the cell above it. `keep` and `show` live
-in `notebook_kernel`, imported in the setup cell with one line.
+in `notebook.kernel`, imported in the setup cell with one line.
 
 The kernel is this Python (`sys.executable`), named by a kernel spec in a temporary folder,
 not whichever `python3` kernel the machine has registered: the notebook runs with the mnistlab
@@ -46,17 +46,17 @@ import nbformat
 from nbformat import NotebookNode
 from nbformat.v4 import new_markdown_cell
 
-from mnistlab import __version__
 from mnistlab.backend import default as default_backend
 from mnistlab.data import DATASETS
 from mnistlab.errors import MnistlabError
 from mnistlab.experiments import Experiment, find, names
 from mnistlab.experiments.plan import source
 from mnistlab.files import write_bytes
-from mnistlab.reports.notebook_kernel import VALUES_MIME
+from mnistlab.notebook.kernel import VALUES_MIME
 from mnistlab.results import describe
+from mnistlab.version import __version__
 
-CELLS = "lab_notebook.py"  # the notebook's cells, beside this module
+CELLS = "lab.py"  # the notebook's cells, beside this module
 KERNEL_NAME = "mnistlab-python"
 CELL_TIMEOUT = 7200  # seconds for one cell: the full experiments take about 6 minutes here
 STARTUP_TIMEOUT = 180  # seconds for the kernel to start, on a busy 2-core machine
@@ -146,11 +146,11 @@ def filled(kind: str, **args: Any) -> NotebookNode:
 
 
 def cells() -> NotebookNode:
-    """The notebook of `lab_notebook.py` as it is: its cells start at the first `# %%` (above
+    """The notebook of `lab.py` as it is: its cells start at the first `# %%` (above
     is the file's docstring, for readers of the package)."""
     import jupytext
 
-    text = resources.files("mnistlab.reports").joinpath(CELLS).read_text()
+    text = resources.files("mnistlab.notebook").joinpath(CELLS).read_text()
     first = re.search(r"^# %%", text, re.M)
     if first is None:
         raise ValueError(f"{CELLS} has no cells")
