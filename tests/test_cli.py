@@ -161,7 +161,7 @@ def test_data_verify_reports_a_bad_cache(runner, tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert "bad     mnist/t10k-labels-idx1-ubyte" in result.output
     assert "missing mnist/train-images-idx3-ubyte" in result.output
-    assert "error: 1 cached file(s) failed their check" in result.output
+    assert "error: 1 cached file failed its check" in result.output
 
 
 def test_lab_runs_every_step(runner, fake_data, tmp_path):
@@ -240,6 +240,32 @@ def test_bench_to_99_says_so_when_99_is_not_reached(runner, monkeypatch):
     result = invoke(runner, "bench", "--to-99")
     assert result.exit_code == 2
     assert "did not reach 99.0% in 3 epochs (best 98.97%)" in result.output
+
+
+def test_counts_of_one_take_the_singular(runner, monkeypatch, tiny_run):
+    fake_bench(monkeypatch, {"to-99": to_99([0.9912])})
+    result = invoke(runner, "bench", "--to-99")
+    assert "Time to 99.0%: 20.5 s of training (1 epoch; test evaluations" in result.output
+    fake_bench(monkeypatch, {"to-99": to_99([0.982])})
+    assert "did not reach 99.0% in 1 epoch (best" in invoke(runner, "bench", "--to-99").output
+
+    result = invoke(runner, "compare", str(tiny_run))
+    assert result.exit_code == 0, result.output
+    assert "seeds [1]; 1 run on " in result.output
+    assert "over 1 seed." in result.output
+
+
+def test_plural():
+    from mnistlab.text import plural
+
+    assert [plural(n, "epoch") for n in (0, 1, 2, 1000)] == [
+        "0 epochs",
+        "1 epoch",
+        "2 epochs",
+        "1,000 epochs",
+    ]
+    assert plural(1, "class", "classes") == "1 class"
+    assert plural(3, "class", "classes") == "3 classes"
 
 
 def test_predict_image_files(runner, tiny_run, tmp_path, monkeypatch):

@@ -40,6 +40,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from mnistlab.errors import MnistlabError
+from mnistlab.text import plural
 
 MAX_BYTES = 16 * 2**20  # an image file; a 12-megapixel phone JPEG is 3 to 6 MB
 
@@ -137,7 +138,7 @@ def damaged(e: Exception) -> MnistlabError:
 
 
 def size_text(count: int) -> str:
-    return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{count:,} bytes"
+    return f"{count / 2**20:.1f} MiB" if count >= 2**20 else plural(count, "byte")
 
 
 def too_large(size: int | None) -> MnistlabError:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mnistlab.cli.common import log, say
+from mnistlab.cli.common import log, plural, say
 from mnistlab.errors import MnistlabError
 
 
@@ -33,7 +33,7 @@ def bench(epochs: int, to_99: bool, as_json: bool) -> None:
         raise MnistlabError(f"--epochs {epochs} is out of range", "ask for at least 1 epoch")
     results = []
     for path in benchmarks.PATHS:
-        log(f"Training the lab's model for {epochs} epochs: {path} path ...")
+        log(f"Training the lab's model for {plural(epochs, 'epoch')}: {path} path ...")
         results.append(benchmarks.run(path, epochs))
     plain, fast = results
     ratio = benchmarks.steady(plain["seconds"]) / benchmarks.steady(fast["seconds"])
@@ -64,11 +64,11 @@ def print_to_99(result: dict[str, Any], as_json: bool) -> None:
     if result["reached"]:
         say(
             f"Time to 99.0%: {result['seconds_to_target']:.1f} s of training "
-            f"({result['epochs']} epochs; test evaluations not counted)"
+            f"({plural(result['epochs'], 'epoch')}; test evaluations not counted)"
         )
     else:
         raise MnistlabError(
-            f"preset fast did not reach 99.0% in {result['epochs']} epochs "
+            f"preset fast did not reach 99.0% in {plural(result['epochs'], 'epoch')} "
             f"(best {max(result['test_accuracies']):.2%})",
             "this is a measurement, not a guarantee: run it again or report the figure",
         )

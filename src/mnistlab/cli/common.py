@@ -18,6 +18,7 @@ import click
 from mnistlab.backend import BACKENDS
 from mnistlab.errors import MnistlabError
 from mnistlab.spec import ACTIVATIONS, OPTIMIZERS, PRESETS, SCHEDULES, Spec, preset
+from mnistlab.text import plural
 
 F = Callable[..., Any]
 DATASETS = ("mnist", "fashion-mnist")  # data.DATASETS, without importing the data package
@@ -83,10 +84,6 @@ def heading(title: str) -> None:
     say()
     say(click.style(title, bold=True))
     say("-" * len(title))
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def on_terminal() -> bool:
@@ -212,6 +209,6 @@ def load_data(name: str, data_dir: Path | None, offline: bool) -> Any:
 def check_index(index: int, count: int, what: str) -> None:
     if not 0 <= index < count:
         raise MnistlabError(
-            f"index {index} is out of range: the {what} has {count:,} images",
+            f"index {index} is out of range: the {what} has {plural(count, 'image')}",
             f"choose an index from 0 to {count - 1}",
         )

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from mnistlab.cli.common import DATASETS, Group, data_options, load_data, say
+from mnistlab.cli.common import DATASETS, Group, data_options, load_data, plural, say
 from mnistlab.errors import MnistlabError
 
 
@@ -99,7 +99,7 @@ def verify(datasets: tuple[str, ...]) -> None:
         )
     if bad:
         raise MnistlabError(
-            f"{bad} cached file(s) failed their check",
+            f"{plural(bad, 'cached file')} failed {'its' if bad == 1 else 'their'} check",
             "run `mnistlab data info DATASET`: it moves them aside and fetches them again",
         )
 

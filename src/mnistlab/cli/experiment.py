@@ -223,14 +223,18 @@ def progress_shown(planned: list[Planned]) -> Iterator[Any]:
         TimeRemainingColumn(),
     )
     with bar:
-        task = bar.add_task("sweep", total=sum(estimates.values()) or 1, runs=f"0/{len(planned)}")
+        task = bar.add_task(
+            "sweep", total=sum(estimates.values()) or 1, runs=f"0/{plural(len(planned), 'run')}"
+        )
         ended = 0
 
         def shown(event: Event) -> None:
             nonlocal ended
             ended += 1
             bar.console.print(describe(event))
-            bar.update(task, advance=estimates[event.index], runs=f"{ended}/{len(planned)} runs")
+            bar.update(
+                task, advance=estimates[event.index], runs=f"{ended}/{plural(len(planned), 'run')}"
+            )
 
         yield shown
 

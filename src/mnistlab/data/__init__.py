@@ -33,6 +33,7 @@ from mnistlab.data.catalog import DATASETS, dataset_info
 from mnistlab.data.idx import FILES, decode_idx, encode_idx, read_file
 from mnistlab.data.sources import Log
 from mnistlab.errors import MnistlabError
+from mnistlab.text import plural
 
 __all__ = [
     "DATASETS",
@@ -107,7 +108,8 @@ def load_sample(name: str, folder: Path) -> Dataset:
             )
         if len(images) != len(labels) or not len(labels):
             raise MnistlabError(
-                f"sample folder {folder}: {len(images)} {split} images and {len(labels)} labels",
+                f"sample folder {folder}: {plural(len(images), split + ' image')} and "
+                f"{plural(len(labels), 'label')}",
                 "give each image its label, at least one of each",
             )
         if labels.max() >= len(info.class_names):

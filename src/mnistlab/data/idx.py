@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab.errors import MnistlabError
+from mnistlab.text import plural
 
 FILES = (
     "train-images-idx3-ubyte",
@@ -39,7 +40,7 @@ def decode_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
     """Parse an uncompressed IDX file of unsigned bytes; `name` is used in error messages."""
     if len(raw) < 4:
         raise MnistlabError(
-            f"{name} is truncated: {len(raw)} bytes, not even an IDX header",
+            f"{name} is truncated: {plural(len(raw), 'byte')}, not even an IDX header",
             "delete it and fetch the data again",
         )
     zero, dtype_code, ndim = raw[0] << 8 | raw[1], raw[2], raw[3]
@@ -63,7 +64,8 @@ def decode_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
         )
     if len(raw) > expected:
         raise MnistlabError(
-            f"{name} is corrupt: {len(raw) - expected:,} bytes past the end its header gives",
+            f"{name} is corrupt: {plural(len(raw) - expected, 'byte')} past the end its header "
+            "gives",
             "delete it and fetch the data again",
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape).copy()

@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 
 from mnistlab.errors import MnistlabError  # noqa: E402
 from mnistlab.files import writing  # noqa: E402
+from mnistlab.text import plural  # noqa: E402
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -253,7 +254,7 @@ def show_images(
     images, labels = data.train if split == "train" else data.test
     if not 0 <= index < len(images):
         raise MnistlabError(
-            f"index {index} is out of range: the {split} set has {len(images):,} images",
+            f"index {index} is out of range: the {split} set has {plural(len(images), 'image')}",
             f"choose an index from 0 to {len(images) - 1}",
         )
     names = data.class_names
