@@ -29,7 +29,7 @@ def fake_data(monkeypatch, tiny):
 
 
 def invoke(runner, *args):
-    return runner.invoke(cli.cli, list(args))
+    return runner.invoke(cli.cli, list(args), prog_name="mnistlab")
 
 
 def test_summary_prints_the_parameter_count(runner):
@@ -67,6 +67,84 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(runner, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["train", "--epoch", "3"],
+            "error: No such option '--epoch'. Did you mean '--epochs'? See `mnistlab train --help`",
+        ),
+        (["data", "--colour"], "error: No such option '--colour'. See `mnistlab data --help`"),
+        (["evaluate"], "error: Missing argument 'RUN_DIR'. See `mnistlab evaluate --help`"),
+        (
+            ["data", "info"],
+            "error: Missing argument 'DATASET'. Choose from: mnist, fashion-mnist. "
+            "See `mnistlab data info --help`",
+        ),
+        (
+            ["train", "--dataset"],
+            "error: Option '--dataset' requires an argument. See `mnistlab train --help`",
+        ),
+        (
+            ["data", "show", "mnist", "--out"],
+            "error: Option '--out' requires an argument. See `mnistlab data show --help`",
+        ),
+        (
+            ["train", "--preset", "huge"],
+            "error: Invalid value for '--preset': 'huge' is not one of 'lab', 'wide', 'deep', "
+            "'long', 'dropout', 'cnn', 'best', 'fast'. See `mnistlab train --help`",
+        ),
+        (
+            ["data", "verify", "emnist"],
+            "error: Invalid value for 'DATASET': 'emnist' is not one of 'mnist', "
+            "'fashion-mnist'. See `mnistlab data verify --help`",
+        ),
+        (
+            ["summary", "--epochs", "many"],
+            "error: Invalid value for '--epochs': 'many' is not a valid integer. "
+            "See `mnistlab summary --help`",
+        ),
+        (["frobnicate"], "error: No such command 'frobnicate'. See `mnistlab --help`"),
+        (["data", "frob"], "error: No such command 'frob'. See `mnistlab data --help`"),
+        (
+            ["train", "--epochs", "0"],
+            "error: epochs = 0 is out of range. epochs must be at least 1",
+        ),
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_command_and_exit_2(runner, args, line):
+    result = invoke(runner, *args)
+    assert result.exit_code == 2
+    assert result.stderr == line + "\n"
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "usage"),
+    [
+        ([], "Usage: mnistlab [OPTIONS] COMMAND [ARGS]..."),
+        (["--help"], "Usage: mnistlab [OPTIONS] COMMAND [ARGS]..."),
+        (["data"], "Usage: mnistlab data [OPTIONS] COMMAND [ARGS]..."),
+        (["data", "-h"], "Usage: mnistlab data [OPTIONS] COMMAND [ARGS]..."),
+        (["data", "show", "--help"], "Usage: mnistlab data show [OPTIONS] DATASET"),
+        (["train", "-h"], "Usage: mnistlab train [OPTIONS]"),
+    ],
+)
+def test_a_group_alone_and_help_print_help_and_exit_0(runner, args, usage):
+    result = invoke(runner, *args)
+    assert result.exit_code == 0
+    assert result.stdout.startswith(usage + "\n")
+    assert result.stderr == ""
+
+
+def test_version(runner):
+    from importlib.metadata import version
+
+    result = invoke(runner, "--version")
+    assert result.exit_code == 0
+    assert result.stdout == f"mnistlab, version {version('mnistlab')}\n"
 
 
 def test_train_evaluate_predict(runner, fake_data, tmp_path, tiny):

@@ -40,6 +40,14 @@ class Group(click.Group):
             return super().invoke(ctx)
         except MnistlabError as e:
             raise UserError(str(e)) from e
+        except click.UsageError as e:
+            # Click's parser raises some errors ("Option '--dataset' requires an argument")
+            # without the context of the command it was parsing: name that command, so the
+            # message points at its --help rather than the group's.
+            command = self.get_command(ctx, ctx.invoked_subcommand or "")
+            if e.ctx is None and command is not None:
+                e.ctx = click.Context(command, parent=ctx, info_name=ctx.invoked_subcommand)
+            raise
         except KeyboardInterrupt:
             click.echo("\ninterrupted: nothing half-written was left behind", err=True)
             sys.exit(130)
@@ -53,7 +61,9 @@ class Group(click.Group):
             sys.exit(0)
         except click.UsageError as e:
             command = e.ctx.command_path if e.ctx else "mnistlab"
-            click.echo(f"error: {e.format_message().rstrip('.')}. See `{command} --help`", err=True)
+            message = " ".join(e.format_message().split()).rstrip(".")  # on one line
+            stop = "" if message.endswith("?") else "."  # "Did you mean '--epochs'?"
+            click.echo(f"error: {message}{stop} See `{command} --help`", err=True)
             sys.exit(2)
         except click.ClickException as e:
             e.show()
@@ -63,6 +73,14 @@ class Group(click.Group):
             sys.exit(130)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
+
+
+class Argument(click.Argument):
+    """An argument of several values named in errors as one of them, 'DATASET', rather than
+    by its usage form '[DATASET]...'."""
+
+    def get_error_hint(self, ctx: click.Context) -> str:
+        return repr((self.metavar or "").strip("[].") or (self.name or "").upper())
 
 
 def log(message: str) -> None:

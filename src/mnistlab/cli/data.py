@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from mnistlab.cli.common import DATASETS, Group, data_options, load_data, plural, say
+from mnistlab.cli.common import DATASETS, Argument, Group, data_options, load_data, plural, say
 from mnistlab.errors import MnistlabError
 
 
@@ -17,7 +17,7 @@ def data() -> None:
     """Fetch, check and look at the data sets."""
 
 
-DATASET = click.argument("dataset", type=click.Choice(DATASETS))
+DATASET = click.argument("dataset", type=click.Choice(DATASETS), metavar="DATASET")
 
 
 @data.command()
@@ -25,7 +25,10 @@ DATASET = click.argument("dataset", type=click.Choice(DATASETS))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @data_options
 def info(dataset: str, as_json: bool, data_dir: Path | None, offline: bool) -> None:
-    """The four array shapes, class counts, pixel range, source and checksums."""
+    """The four array shapes, class counts, pixel range, source and checksums.
+
+    DATASET: mnist or fashion-mnist.
+    """
     from mnistlab.data import summary
 
     facts = summary(load_data(dataset, data_dir, offline))
@@ -77,16 +80,24 @@ def show(
     data_dir: Path | None,
     offline: bool,
 ) -> None:
-    """Save an image with its label in the title (or a grid of them) as PNG."""
+    """Save an image with its label in the title (or a grid of them) as PNG.
+
+    DATASET: mnist or fashion-mnist.
+    """
     from mnistlab.reports.figures import show_images
 
     say(f"Wrote {show_images(load_data(dataset, data_dir, offline), out, index, grid, split)}")
 
 
 @data.command()
-@click.argument("datasets", nargs=-1, type=click.Choice(DATASETS))
+@click.argument(
+    "datasets", nargs=-1, type=click.Choice(DATASETS), metavar="[DATASET]...", cls=Argument
+)
 def verify(datasets: tuple[str, ...]) -> None:
-    """Re-check the cached files against their published SHA-256 (all data sets by default)."""
+    """Re-check the cached files against their published SHA-256.
+
+    DATASET: mnist or fashion-mnist; all of them by default.
+    """
     from mnistlab.data import cache_dir, verify_cache
 
     bad = 0
