@@ -147,6 +147,33 @@ def test_version(runner):
     assert result.stdout == f"mnistlab, version {version('mnistlab')}\n"
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["data", "show", "mnist", "--index", "-1"], "'--index': -1 is not in the range x>=0"),
+        (["data", "show", "mnist", "--grid", "0"], "'--grid': 0 is not in the range 1<=x<=400"),
+        (["data", "show", "mnist", "--grid", "401"], "'--grid': 401 is not in the range"),
+        (["predict", "RUN", "--index", "-3"], "'--index': -3 is not in the range x>=0"),
+        (["bench", "--epochs", "0"], "'--epochs': 0 is not in the range x>=1"),
+        (["experiment", "lab", "--seeds", "0"], "'--seeds': 0 is not in the range 1<=x<=1000"),
+        (["experiment", "lab", "--seeds", "1001"], "'--seeds': 1001 is not in the range"),
+        (["serve", "RUN", "--port", "0"], "'--port': 0 is not in the range 1<=x<=65535"),
+    ],
+)
+def test_numbers_out_of_range_are_refused_before_any_work(runner, fake_data, args, message):
+    result = invoke(runner, *args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: Invalid value for {message}")
+    assert fake_data == []  # no data set loaded
+
+
+def test_the_grid_limit_is_the_library_s():
+    from mnistlab.cli.common import MAX_GRID
+    from mnistlab.reports.figures import MAX_GRID as LIBRARY_MAX_GRID
+
+    assert MAX_GRID == LIBRARY_MAX_GRID
+
+
 def test_train_evaluate_predict(runner, fake_data, tmp_path, tiny):
     out = tmp_path / "run"
     result = invoke(runner, "train", "--epochs", "1", "--hidden", "32", "--out", str(out))

@@ -12,7 +12,13 @@ from mnistlab.errors import MnistlabError
 
 
 @click.command("bench")
-@click.option("--epochs", type=int, default=3, show_default=True, help="Epochs of each path.")
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Epochs of each path.",
+)
 @click.option(
     "--to-99",
     "to_99",
@@ -29,8 +35,6 @@ def bench(epochs: int, to_99: bool, as_json: bool) -> None:
         log("Training preset fast until its test accuracy reaches 99.0% ...")
         print_to_99(benchmarks.run("to-99"), as_json)
         return
-    if epochs < 1:
-        raise MnistlabError(f"--epochs {epochs} is out of range", "ask for at least 1 epoch")
     results = []
     for path in benchmarks.PATHS:
         log(f"Training the lab's model for {plural(epochs, 'epoch')}: {path} path ...")

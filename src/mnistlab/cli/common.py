@@ -22,6 +22,7 @@ from mnistlab.text import plural
 
 F = Callable[..., Any]
 DATASETS = ("mnist", "fashion-mnist")  # data.DATASETS, without importing the data package
+MAX_GRID = 400  # reports.figures.MAX_GRID, without importing matplotlib
 
 
 class UserError(click.ClickException):

@@ -8,7 +8,16 @@ from typing import Any
 
 import click
 
-from mnistlab.cli.common import DATASETS, Argument, Group, data_options, load_data, plural, say
+from mnistlab.cli.common import (
+    DATASETS,
+    MAX_GRID,
+    Argument,
+    Group,
+    data_options,
+    load_data,
+    plural,
+    say,
+)
 from mnistlab.errors import MnistlabError
 
 
@@ -61,9 +70,15 @@ def print_info(dataset: str, facts: dict[str, Any]) -> None:
 
 @data.command()
 @DATASET
-@click.option("--index", type=int, default=0, show_default=True, help="Which image.")
+@click.option(
+    "--index", type=click.IntRange(min=0), default=0, show_default=True, help="Which image."
+)
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
-@click.option("--grid", type=int, help="Save K images (from --index on) in a grid.")
+@click.option(
+    "--grid",
+    type=click.IntRange(1, MAX_GRID),
+    help="Save this many images (from --index on) in a grid.",
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),

@@ -24,7 +24,12 @@ if TYPE_CHECKING:
 @click.argument("experiment", required=False)
 @click.option("--list", "list_all", is_flag=True, help="List the shipped experiments.")
 @click.option("--show", is_flag=True, help="Print the experiment's TOML file and train nothing.")
-@click.option("--seeds", "seed_count", type=int, help="Run this many seeds instead of the file's.")
+@click.option(
+    "--seeds",
+    "seed_count",
+    type=click.IntRange(1, 1000),
+    help="Run this many seeds instead of the file's.",
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),

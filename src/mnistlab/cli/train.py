@@ -122,7 +122,11 @@ def print_metrics(dataset: str, names: tuple[str, ...], metrics: dict[str, Any])
 @click.command("predict")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--index", type=int, help="Index of a test-set image (instead of image files).")
+@click.option(
+    "--index",
+    type=click.IntRange(min=0),
+    help="Index of a test-set image (instead of image files).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.option(
     "--out",
