@@ -2,6 +2,7 @@
 
 import json
 
+import click
 import keras
 import pytest
 from click.testing import CliRunner
@@ -174,6 +175,40 @@ def test_the_grid_limit_is_the_library_s():
     assert MAX_GRID == LIBRARY_MAX_GRID
 
 
+def all_commands(group=None, path=()):
+    """Every command of `mnistlab`, by its path: {("data", "show"): command, ...}."""
+    group = group or cli.cli
+    found = {}
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found |= all_commands(command, (*path, name))
+        else:
+            found[(*path, name)] = command
+    return found
+
+
+def test_out_is_a_folder_except_where_one_file_is_the_point():
+    from mnistlab.cli.common import Folder
+
+    kinds = {
+        " ".join(path): "folder" if isinstance(option.type, Folder) else "file"
+        for path, command in all_commands().items()
+        for option in command.params
+        if option.name == "out"
+    }
+    assert kinds == {
+        "train": "folder",
+        "lab": "folder",
+        "predict": "folder",
+        "experiment": "folder",
+        "compare": "folder",
+        "report": "folder",
+        "data show": "file",
+        "notebook": "file",
+    }
+    assert "--out is where a command writes what it makes" in cli.cli.help
+
+
 def test_train_evaluate_predict(runner, fake_data, tmp_path, tiny):
     out = tmp_path / "run"
     result = invoke(runner, "train", "--epochs", "1", "--hidden", "32", "--out", str(out))
@@ -196,14 +231,24 @@ def test_train_evaluate_predict(runner, fake_data, tmp_path, tiny):
     assert report["accuracy"] == pytest.approx(accuracy)
     assert len(report["per_class_accuracy"]) == 10
 
-    result = invoke(runner, "predict", str(out), "--index", "0", "--out", str(tmp_path / "p.png"))
+    result = invoke(runner, "predict", str(out), "--index", "0", "--out", str(tmp_path / "seen"))
     assert result.exit_code == 0, result.output
     label = int(tiny.test[1][0])
     assert f"Actual label: {label}" in result.output
     assert "Model prediction: " in result.output
-    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    figure = tmp_path / "seen" / "prediction-0.png"
+    assert f"Wrote {figure}" in result.output
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    answer = json.loads(invoke(runner, "predict", str(out), "--index", "5", "--json").output)
+    result = invoke(
+        runner, "predict", str(out), "--index", "5", "--json", "--out", str(figure.parent)
+    )
+    answer = json.loads(result.output)
+    assert answer["shown"] == str(tmp_path / "seen" / "prediction-5.png")
+    assert sorted(p.name for p in figure.parent.iterdir()) == [
+        "prediction-0.png",
+        "prediction-5.png",
+    ]
     assert answer["label"] == int(tiny.test[1][5])
     assert sum(answer["probabilities"]) == pytest.approx(1, abs=1e-4)
     assert answer["prediction"] == max(range(10), key=answer["probabilities"].__getitem__)
@@ -390,7 +435,7 @@ def test_predict_image_files(runner, tiny_run, tmp_path, monkeypatch):
     monkeypatch.setattr(pr, "MAX_BYTES", 4000)
     names = ["seven.png", "notes.txt", "empty.png", "missing.png", "blank.png", "big.png"]
     show = tmp_path / "seen"
-    args = [str(tmp_path / n) for n in names] + [str(jpeg), "--show", str(show)]
+    args = [str(tmp_path / n) for n in names] + [str(jpeg), "--out", str(show)]
     result = invoke(runner, "predict", str(tiny_run), *args)
     assert result.exit_code == 2
     lines = result.output.splitlines()
@@ -406,6 +451,7 @@ def test_predict_image_files(runner, tiny_run, tmp_path, monkeypatch):
     ]:
         assert f"error: {tmp_path / name}: {message}" in result.output
     assert "error: 5 of 7 files could not be read" in result.output
+    assert f"Wrote the 2 images the model saw (28x28) into {show}" in result.stdout
     seen = sorted(p.name for p in show.iterdir())
     assert seen == ["seven-28x28-2.png", "seven-28x28.png"]  # two files named seven
     assert Image.open(show / "seven-28x28.png").size == (28, 28)
@@ -432,8 +478,13 @@ def test_predict_image_files_as_json(runner, tiny_run, tmp_path):
     [
         ([], "error: nothing to predict"),
         (["x.png", "--index", "0"], "error: give either image files or --index N, not both"),
-        (["x.png", "--out", "p.png"], "error: --out goes with --index"),
-        (["--index", "0", "--show", "seen"], "error: --show goes with image files"),
+        (
+            ["--index", "0", "--out", "p.png"],
+            "error: Invalid value for '--out': 'p.png' is the name of a file, and --out is the "
+            "folder that `mnistlab predict` writes its files into: name a folder. "
+            "See `mnistlab predict --help`",
+        ),
+        (["x.png", "--show", "seen"], "error: No such option '--show'"),
     ],
 )
 def test_predict_needs_images_or_an_index(runner, tiny_run, args, message):

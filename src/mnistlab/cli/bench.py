@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from mnistlab.cli.common import log, plural, say
+from mnistlab.cli.common import log, say
 from mnistlab.errors import MnistlabError
+from mnistlab.text import plural
 
 
 @click.command("bench")

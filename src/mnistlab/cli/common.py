@@ -7,6 +7,7 @@ to stderr, results to stdout.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -18,7 +19,6 @@ import click
 from mnistlab.backend import BACKENDS
 from mnistlab.errors import MnistlabError
 from mnistlab.spec import ACTIVATIONS, OPTIMIZERS, PRESETS, SCHEDULES, Spec, preset
-from mnistlab.text import plural
 
 F = Callable[..., Any]
 DATASETS = ("mnist", "fashion-mnist")  # data.DATASETS, without importing the data package
@@ -107,6 +107,33 @@ def heading(title: str) -> None:
 
 def on_terminal() -> bool:
     return sys.stdout.isatty()
+
+
+class Folder(click.Path):
+    """The folder an --out names: refused when its name is that of a file mnistlab writes
+    (`--out p.png`), which is what a command that writes one file would take."""
+
+    FILE_SUFFIXES = (".png", ".ipynb", ".html", ".json", ".csv", ".md", ".keras")
+
+    def __init__(self) -> None:
+        super().__init__(path_type=Path, file_okay=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = super().convert(value, param, ctx)
+        if Path(os.fsdecode(path)).suffix.lower() in self.FILE_SUFFIXES:
+            where = f"`{ctx.command_path}`" if ctx else "this command"
+            self.fail(
+                f"{str(value)!r} is the name of a file, and --out is the folder that {where} "
+                "writes its files into: name a folder",
+                param,
+                ctx,
+            )
+        return path
+
+
+def out_folder(help: str) -> Callable[[F], F]:
+    """--out for a command that writes several files: the folder they go into."""
+    return click.option("--out", type=Folder(), help=help)
 
 
 def data_options(f: F) -> F:
@@ -223,11 +250,3 @@ def load_data(name: str, data_dir: Path | None, offline: bool) -> Any:
     from mnistlab import data
 
     return data.load(name, data_dir=data_dir, offline=offline, log=log)
-
-
-def check_index(index: int, count: int, what: str) -> None:
-    if not 0 <= index < count:
-        raise MnistlabError(
-            f"index {index} is out of range: the {what} has {plural(count, 'image')}",
-            f"choose an index from 0 to {count - 1}",
-        )

@@ -15,10 +15,10 @@ from mnistlab.cli.common import (
     Group,
     data_options,
     load_data,
-    plural,
     say,
 )
 from mnistlab.errors import MnistlabError
+from mnistlab.text import plural
 
 
 @click.group(cls=Group)

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mnistlab.cli.common import data_options, load_data, log, on_terminal, plural, say
+from mnistlab.cli.common import data_options, load_data, log, on_terminal, out_folder, say
 from mnistlab.errors import MnistlabError
+from mnistlab.text import plural
 
 if TYPE_CHECKING:
     from mnistlab.experiments import Event, Planned
@@ -30,11 +31,7 @@ if TYPE_CHECKING:
     type=click.IntRange(1, 1000),
     help="Run this many seeds instead of the file's.",
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Sweep folder (default: runs/experiments/NAME); rerun to resume.",
-)
+@out_folder("Sweep folder (default: runs/experiments/NAME); rerun to resume.")
 @click.option("--dry-run", is_flag=True, help="List the runs and a rough time; train nothing.")
 @click.option(
     "--engine",
@@ -269,11 +266,7 @@ def print_results(results: Results) -> None:
 
 @click.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Also write results.md/.csv/.json and accuracy.png there.",
-)
+@out_folder("Also write results.md/.csv/.json and accuracy.png into this folder.")
 def compare(run_dirs: tuple[Path, ...], out: Path | None) -> None:
     """The experiment table for runs made by hand: runs that differ only in seed are grouped,
     and the first group is the baseline."""

@@ -6,16 +6,12 @@ from pathlib import Path
 
 import click
 
-from mnistlab.cli.common import data_options, dataset_option, load_data, log, say
+from mnistlab.cli.common import data_options, dataset_option, load_data, log, out_folder, say
 
 
 @click.command()
 @click.argument("folder", type=click.Path(path_type=Path))
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Folder for the figures and index.html (default: FOLDER/report).",
-)
+@out_folder("Folder for the figures and index.html (default: FOLDER/report).")
 @data_options
 def report(folder: Path, out: Path | None, data_dir: Path | None, offline: bool) -> None:
     """Figures and one self-contained HTML page for a run folder or a sweep folder."""
