@@ -80,7 +80,7 @@ class Argument(click.Argument):
     """An argument of several values named in errors as one of them, 'DATASET', rather than
     by its usage form '[DATASET]...'."""
 
-    def get_error_hint(self, ctx: click.Context) -> str:
+    def get_error_hint(self, ctx: click.Context | None) -> str:
         return repr((self.metavar or "").strip("[].") or (self.name or "").upper())
 
 
