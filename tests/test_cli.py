@@ -9,6 +9,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mnistlab import cli, data
+from mnistlab.cli.common import DATASETS
+from mnistlab.spec import PRESETS
 
 
 @pytest.fixture
@@ -504,3 +506,101 @@ def test_serve_refuses_a_port_in_use(runner, tiny_run):
     result = invoke(runner, "serve", "/nonexistent/run")
     assert result.exit_code == 2
     assert "error: no run folder at /nonexistent/run" in result.output
+
+
+def completions(args, incomplete):
+    """What `mnistlab ARGS INCOMPLETE<TAB>` offers, through Click's completion machinery."""
+    from click.shell_completion import ShellComplete
+
+    complete = ShellComplete(cli.cli, {}, "mnistlab", "_MNISTLAB_COMPLETE")
+    return [(item.type, item.value) for item in complete.get_completions(args, incomplete)]
+
+
+def plain(*values):
+    return [("plain", value) for value in values]
+
+
+@pytest.mark.parametrize(
+    ("args", "incomplete", "expected"),
+    [
+        ([], "tr", plain("train")),
+        (["data"], "", plain("info", "show", "verify")),
+        (["train", "--preset"], "", plain(*PRESETS)),
+        (["summary", "--preset"], "d", plain("deep", "dropout")),
+        (["train", "--dataset"], "", plain("mnist", "fashion-mnist")),
+        (["lab", "--dataset"], "f", plain("fashion-mnist")),
+        (["notebook", "--dataset"], "m", plain("mnist")),
+        (["data", "info"], "", plain("mnist", "fashion-mnist")),
+        (["data", "show"], "fa", plain("fashion-mnist")),
+        (["data", "verify", "mnist"], "", plain("mnist", "fashion-mnist")),
+        (["train", "--backend"], "", plain("tensorflow", "jax")),
+        (["experiment"], "best-m", [("file", "best-m"), *plain("best-mlp", "best-mlp-fashion")]),
+        (["experiment"], "./mine", [("file", "./mine")]),
+        (["notebook", "--experiments"], "fa", [("file", "fa"), *plain("fashion")]),
+        (["train", "--out"], "ru", [("dir", "ru")]),
+    ],
+)
+def test_shell_completion_offers_the_names(args, incomplete, expected):
+    assert completions(args, incomplete) == expected
+
+
+def test_experiment_completion_offers_every_shipped_name_and_files():
+    from mnistlab.cli.common import shipped_experiments
+    from mnistlab.experiments import names
+
+    assert shipped_experiments() == names()
+    assert {"lab", "fashion", "best"} <= set(names())
+    assert completions(["experiment"], "") == [("file", ""), *plain(*names())]
+
+
+def test_shell_completion_through_the_environment_as_the_shell_scripts_call_it(runner):
+    def complete(shell, words, cword):
+        env = {"_MNISTLAB_COMPLETE": f"{shell}_complete", "COMP_WORDS": words}
+        result = runner.invoke(
+            cli.cli, [], prog_name="mnistlab", env=env | {"COMP_CWORD": str(cword)}
+        )
+        assert result.exit_code == 0
+        return result.stdout.splitlines()
+
+    assert complete("bash", "mnistlab experiment fa", 2) == ["file,fa", "plain,fashion"]
+    assert complete("bash", "mnistlab data info ", 3) == ["plain,mnist", "plain,fashion-mnist"]
+    # zsh's script skips an empty value and would misread what follows: files come last there
+    zsh = complete("zsh", "mnistlab experiment ", 2)
+    assert zsh[:3] == ["plain", "best", "_"]
+    assert zsh[-3:] == ["file", "", "_"]
+    source = runner.invoke(
+        cli.cli, [], prog_name="mnistlab", env={"_MNISTLAB_COMPLETE": "bash_source"}
+    )
+    assert "complete -o nosort -F _mnistlab_completion mnistlab" in source.stdout
+
+
+PRESET_CHOICE = f"--preset [{'|'.join(PRESETS)}]"
+DATASET_CHOICE = f"--dataset [{'|'.join(DATASETS)}]"
+DATASET_ARGUMENT = f"DATASET: {' or '.join(DATASETS)}"
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["train"], (PRESET_CHOICE, DATASET_CHOICE)),
+        (["summary"], (PRESET_CHOICE,)),
+        (["lab"], (DATASET_CHOICE,)),
+        (["notebook"], (DATASET_CHOICE,)),
+        (["data", "info"], (DATASET_ARGUMENT,)),
+        (["data", "show"], (DATASET_ARGUMENT,)),
+        (["data", "verify"], (DATASET_ARGUMENT,)),
+    ],
+)
+def test_help_names_the_presets_and_data_sets(runner, args, shown):
+    result = invoke(runner, *args, "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    for names in shown:
+        assert names in text
+
+
+def test_experiment_help_names_the_shipped_experiments(runner):
+    from mnistlab.experiments import names
+
+    text = " ".join(invoke(runner, "experiment", "--help").output.split())
+    assert f"Shipped experiments: {', '.join(names())}." in text

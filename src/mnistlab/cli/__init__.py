@@ -24,8 +24,13 @@ def cli() -> None:
     --out FILE.png` and `notebook --out NAME.ipynb` (the notebook's runs and figures go beside
     it, in NAME-files/).
 
-    Shell completion: eval "$(_MNISTLAB_COMPLETE=bash_source mnistlab)" in ~/.bashrc
-    (zsh_source for zsh, fish_source for fish).
+    Shell completion of commands, options, presets, data sets and experiments: add the line
+    for your shell to the file named after it.
+
+    \b
+      bash  eval "$(_MNISTLAB_COMPLETE=bash_source mnistlab)"   ~/.bashrc
+      zsh   eval "$(_MNISTLAB_COMPLETE=zsh_source mnistlab)"    ~/.zshrc, after compinit
+      fish  _MNISTLAB_COMPLETE=fish_source mnistlab | source    ~/.config/fish/config.fish
     """
 
 

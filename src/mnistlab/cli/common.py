@@ -11,8 +11,9 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,7 +21,11 @@ from mnistlab.backend import BACKENDS
 from mnistlab.errors import MnistlabError
 from mnistlab.spec import ACTIVATIONS, OPTIMIZERS, PRESETS, SCHEDULES, Spec, preset
 
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
 F = Callable[..., Any]
+COMPLETE_VAR = "_MNISTLAB_COMPLETE"  # Click's name for it: _{PROG_NAME}_COMPLETE
 DATASETS = ("mnist", "fashion-mnist")  # data.DATASETS, without importing the data package
 MAX_GRID = 400  # reports.figures.MAX_GRID, without importing matplotlib
 
@@ -82,6 +87,41 @@ class Argument(click.Argument):
 
     def get_error_hint(self, ctx: click.Context | None) -> str:
         return repr((self.metavar or "").strip("[].") or (self.name or "").upper())
+
+
+def shipped_experiments() -> list[str]:
+    """experiments.names(), for --help and completion, without importing the experiments
+    package (0.15 s of CPU with NumPy: `mnistlab experiment --help` took 0.2 s, not 0.06 s);
+    a test holds the two equal."""
+    grids = resources.files("mnistlab") / "experiments" / "grids"
+    return sorted(f.name.removesuffix(".toml") for f in grids.iterdir() if f.name.endswith(".toml"))
+
+
+def complete_experiment(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Shell completion for an experiment: the shipped names that start with what is typed,
+    and files, which the shell completes. Where the file item goes matters to Click's scripts:
+    bash's drops the items before it, so it goes first (bash then offers the names, or files
+    where no name matches); zsh's misreads the items after an empty one, so there it goes
+    last (zsh then offers both)."""
+    from click.shell_completion import CompletionItem
+
+    names = [CompletionItem(n) for n in shipped_experiments() if n.startswith(incomplete)]
+    files = CompletionItem(incomplete, type="file")
+    if os.environ.get(COMPLETE_VAR, "").startswith("zsh"):
+        return [*names, files]
+    return [files, *names]
+
+
+class ExperimentCommand(click.Command):
+    """A command whose help ends with the names of the shipped experiments."""
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_help_text(ctx, formatter)
+        formatter.write_paragraph()
+        with formatter.indentation():
+            formatter.write_text(f"Shipped experiments: {', '.join(shipped_experiments())}.")
 
 
 def log(message: str) -> None:

@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mnistlab.cli.common import data_options, load_data, log, on_terminal, out_folder, say
+from mnistlab.cli.common import (
+    ExperimentCommand,
+    complete_experiment,
+    data_options,
+    load_data,
+    log,
+    on_terminal,
+    out_folder,
+    say,
+)
 from mnistlab.errors import MnistlabError
 from mnistlab.text import plural
 
@@ -21,8 +30,8 @@ if TYPE_CHECKING:
     from mnistlab.results import Results
 
 
-@click.command()
-@click.argument("experiment", required=False)
+@click.command(cls=ExperimentCommand)
+@click.argument("experiment", required=False, shell_complete=complete_experiment)
 @click.option("--list", "list_all", is_flag=True, help="List the shipped experiments.")
 @click.option("--show", is_flag=True, help="Print the experiment's TOML file and train nothing.")
 @click.option(
@@ -84,7 +93,8 @@ def experiment(
 ) -> None:
     """Train every variant of an experiment on every seed, then tabulate and plot.
 
-    EXPERIMENT is a shipped experiment's name (`--list` names them) or a TOML file.
+    EXPERIMENT is a shipped experiment's name (`--list` describes them) or a TOML file
+    (`--show lab` prints one to start from).
     """
     from mnistlab import experiments as ex
 

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from mnistlab.cli.common import data_options, dataset_option, load_data, log, out_folder, say
+from mnistlab.cli.common import (
+    complete_experiment,
+    data_options,
+    dataset_option,
+    load_data,
+    log,
+    out_folder,
+    say,
+)
 
 
 @click.command()
@@ -28,6 +36,7 @@ def report(folder: Path, out: Path | None, data_dir: Path | None, offline: bool)
 @click.option(
     "--experiments",
     "experiments",
+    shell_complete=complete_experiment,
     help="Experiment for the experiments part: a shipped name or a TOML file (default: lab, "
     "or fashion for fashion-mnist).",
 )
