@@ -57,6 +57,12 @@ def test_summary_prints_the_parameter_count(runner):
         (["summary", "--dropout", "1"], "error: dropout = 1.0 is out of range"),
         (["summary", "--validation-split", "1.5"], "error: validation_split = 1.5 is out of range"),
         (["summary", "--preset", "huge"], "error: Invalid value for '--preset': 'huge' is not"),
+        (
+            ["train", "--shift", "9"],
+            "error: shift = 9 is out of range. shift must be a number of pixels from 0 to 8",
+        ),
+        (["train", "--lr", "0"], "error: learning_rate = 0.0 is out of range"),
+        (["lab", "--epochs", "0"], "error: epochs = 0 is out of range"),
         (["summary", "--epochs", "many"], "'many' is not a valid integer"),
         (["summary", "--colour"], "No such option '--colour'"),
         (["summary", "--backend", "torch"], "'torch' is not one of 'tensorflow', 'jax'"),
@@ -209,6 +215,20 @@ def test_out_is_a_folder_except_where_one_file_is_the_point():
         "notebook": "file",
     }
     assert "--out is where a command writes what it makes" in cli.cli.help
+
+
+@pytest.mark.parametrize("command", ["train", "summary"])
+def test_every_spec_field_has_a_flag(command):
+    import dataclasses
+
+    from mnistlab.spec import Spec
+
+    options = {p.name: p for p in cli.cli.commands[command].params}
+    given = cli.cli.commands[command].make_context(command, []).params
+    for field in dataclasses.fields(Spec):
+        assert field.name in options, f"no flag for Spec.{field.name} on mnistlab {command}"
+        assert isinstance(options[field.name], click.Option)
+        assert given[field.name] is None  # not given: the preset's value stands
 
 
 def test_train_evaluate_predict(runner, fake_data, tmp_path, tiny):
