@@ -119,7 +119,7 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(runner, args, message):
         (["data", "frob"], "error: No such command 'frob'. See `mnistlab data --help`"),
         (
             ["train", "--epochs", "0"],
-            "error: epochs = 0 is out of range. epochs must be at least 1",
+            "error: epochs = 0 is out of range. epochs must be from 1 to 1,000",
         ),
     ],
 )
