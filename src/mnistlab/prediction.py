@@ -92,15 +92,10 @@ def describe(probabilities: np.ndarray, class_names: Sequence[str]) -> dict[str,
 
 
 def answer_test_image(
-    model: keras.Model,
-    class_names: Sequence[str],
-    data: Dataset,
-    index: int,
-    figure: Path | None = None,
+    model: keras.Model, class_names: Sequence[str], data: Dataset, index: int
 ) -> dict[str, Any]:
     """Test image `index` of `data`: the class predicted and the label, each with its name,
-    and every probability. With `figure` (a .png path), the image beside a bar for each
-    class's probability is written there, and named in the answer as `shown`."""
+    and every probability (`reports.figures.answer` draws it)."""
     images, labels = data.test
     if not 0 <= index < len(images):
         raise MnistlabError(
@@ -117,12 +112,6 @@ def answer_test_image(
         "label_name": class_names[actual],
         "probabilities": [round(float(p), 6) for p in probabilities],
     }
-    if figure is not None:
-        from mnistlab.reports.figures import probabilities as probability_figure
-
-        title = f"predicted {class_names[guess]}, actual {class_names[actual]}"
-        shown = probability_figure(images[index], probabilities, class_names, title, figure)
-        answer["shown"] = str(shown)
     return answer
 
 

@@ -184,7 +184,12 @@ def predict_one(
     `figure`, the image beside its probabilities written there."""
     from mnistlab.prediction import answer_test_image
 
-    answer = answer_test_image(run.model, run.class_names, data, index, figure)
+    answer = answer_test_image(run.model, run.class_names, data, index)
+    if figure is not None:
+        from mnistlab.reports import figures
+
+        picture = data.test[0][index]
+        answer["shown"] = str(figures.answer(picture, answer, run.class_names, figure))
     if as_json:
         say(json.dumps(answer, indent=2))
         return

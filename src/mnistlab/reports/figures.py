@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -110,6 +110,13 @@ def probabilities(
     right.set_xlim(0, 1)
     right.set_xlabel("probability")
     return write_figure(figure, path)
+
+
+def answer(picture: np.ndarray, answer: dict[str, Any], names: Sequence[str], path: Path) -> Path:
+    """A test image's answer (`prediction.answer_test_image`): the image, titled with the
+    prediction and the label, beside its probabilities."""
+    title = f"predicted {answer['prediction_name']}, actual {answer['label_name']}"
+    return probabilities(picture, np.asarray(answer["probabilities"]), names, title, path)
 
 
 def accuracy_by_variant(rows: Sequence[Row], baseline: str, title: str, path: Path) -> Path:
