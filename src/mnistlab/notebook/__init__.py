@@ -54,6 +54,7 @@ from mnistlab.experiments.plan import source
 from mnistlab.files import write_bytes
 from mnistlab.notebook.kernel import VALUES_MIME
 from mnistlab.results import describe
+from mnistlab.text import plural
 from mnistlab.version import __version__
 
 CELLS = "lab.py"  # the notebook's cells, beside this module
@@ -164,8 +165,9 @@ def build(settings: Settings) -> NotebookNode:
     plan = settings.plan()
     digits = DATASETS[settings.dataset].class_names == tuple(str(d) for d in range(10))
     quick = (
-        f"\n\n**Quick version** (`--quick`): the lab's model trains for {settings.epochs} "
-        f"epochs instead of 5, and the experiments run on {len(plan.seeds)} seeds with a "
+        f"\n\n**Quick version** (`--quick`): the lab's model trains for "
+        f"{plural(settings.epochs, 'epoch')} instead of 5, and the experiments run on "
+        f"{plural(len(plan.seeds), 'seed')} with a "
         f"fifth of their epochs (at least 1), so that the whole notebook runs in minutes. "
         "Its numbers are lower and noisier than the full notebook's (`mnistlab notebook`)."
         if settings.quick
@@ -400,10 +402,6 @@ def kept_values(nb: NotebookNode) -> dict[str, Any]:
             if output.get("output_type") == "display_data" and VALUES_MIME in output["data"]:
                 values.update(output["data"][VALUES_MIME])
     return values
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def pct(x: float) -> str:
