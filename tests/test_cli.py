@@ -148,12 +148,12 @@ def test_a_group_alone_and_help_print_help_and_exit_0(runner, args, usage):
     assert result.stderr == ""
 
 
-def test_version(runner):
-    from importlib.metadata import version
+def test_version_is_the_one_runs_record(runner):
+    from mnistlab.version import __version__
 
     result = invoke(runner, "--version")
     assert result.exit_code == 0
-    assert result.stdout == f"mnistlab, version {version('mnistlab')}\n"
+    assert result.stdout == f"mnistlab, version {__version__}\n"
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,11 @@ import click
 
 from mnistlab.cli import bench, data, experiment, report, serve, train
 from mnistlab.cli.common import Group
+from mnistlab.version import __version__
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="mnistlab")
+@click.version_option(version=__version__, prog_name="mnistlab")
 def cli() -> None:
     """The MNIST lab with Keras: data, training, evaluation, prediction, experiments.
 
