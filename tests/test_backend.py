@@ -32,6 +32,9 @@ def child(code: str, tmp_path: Path, *args: str, **env: str) -> subprocess.Compl
 
 TRAIN_SAVE_LOAD = """
 import json, sys
+from mnistlab import backend
+if sys.argv[1:] == ["skip-extras"]:
+    backend.skip_keras_extras()
 from conftest import CLASS_NAMES, synthetic  # conftest chooses the backend: $KERAS_BACKEND
 from mnistlab import Dataset, Spec, load_run, train
 data = Dataset(synthetic(200, 0), synthetic(50, 1), CLASS_NAMES, "synthetic", "mnist")
@@ -41,7 +44,7 @@ probabilities = run.predict(data.test[0][:3])
 print(json.dumps({
     "backend": run.spec.backend,
     "shape": list(probabilities.shape),
-    "imported": sorted(m for m in ("tensorflow",) if m in sys.modules),
+    "imported": sorted(m for m in ("tensorflow", *backend.KERAS_EXTRAS) if m in sys.modules),
 }))
 """
 
@@ -57,6 +60,39 @@ def test_training_and_saving_on_jax_import_no_tensorflow(tmp_path):
     assert answer["shape"] == [3, 10]
     assert "tensorflow" not in answer["imported"]
     assert (tmp_path / "run" / "model.keras").is_file()
+
+
+EXTRAS_AFTERWARDS = """
+import importlib, sys
+from mnistlab import backend
+backend.skip_keras_extras()
+backend.use("jax")
+assert not [m for m in backend.KERAS_EXTRAS if m in sys.modules], "Keras imported an extra"
+import keras.src.wrappers.fixes as fixes
+assert fixes.sklearn is None, "Keras has scikit-learn after all"
+for name in backend.KERAS_EXTRAS:
+    importlib.import_module(name)  # still importable, for the code that wants it
+print("ok")
+"""
+
+
+def test_skipping_the_keras_extras_leaves_them_importable_afterwards(tmp_path):
+    for extra in backend.KERAS_EXTRAS:
+        pytest.importorskip(extra)
+    result = child(EXTRAS_AFTERWARDS, tmp_path, KERAS_BACKEND="jax")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_training_saving_and_loading_without_the_keras_extras(tmp_path):
+    """What the `mnistlab` command does: Keras without its scikit-learn, pandas and matplotlib
+    integrations still trains, saves and loads the lab's models."""
+    result = child(TRAIN_SAVE_LOAD, tmp_path, "skip-extras", KERAS_BACKEND="jax")
+
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.splitlines()[-1])
+    assert answer["shape"] == [3, 10]
+    assert answer["imported"] == []
 
 
 def test_another_backend_than_the_running_one_is_refused_with_how_to_switch():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from mnistlab import backend
 from mnistlab.cli import bench, data, experiment, report, serve, train
 from mnistlab.cli.common import Group
 
@@ -29,4 +30,5 @@ for module in (data, train, experiment, report, serve, bench):
 
 
 def main() -> None:
+    backend.skip_keras_extras()  # this process is ours: Keras imports in half the time
     cli.main(prog_name="mnistlab")
