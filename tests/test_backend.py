@@ -31,9 +31,10 @@ def child(code: str, tmp_path: Path, *args: str, **env: str) -> subprocess.Compl
 
 
 TRAIN_SAVE_LOAD = """
-import json, sys
+import importlib, json, sys
 from mnistlab import backend
-if sys.argv[1:] == ["skip-extras"]:
+skipping = sys.argv[1:] == ["skip-extras"]
+if skipping:
     backend.skip_keras_extras()
 from conftest import CLASS_NAMES, synthetic  # conftest chooses the backend: $KERAS_BACKEND
 from mnistlab import Dataset, Spec, load_run, train
@@ -41,11 +42,14 @@ data = Dataset(synthetic(200, 0), synthetic(50, 1), CLASS_NAMES, "synthetic", "m
 train(Spec(epochs=1, hidden=(16,)), data).save("run")
 run = load_run("run")
 probabilities = run.predict(data.test[0][:3])
-print(json.dumps({
-    "backend": run.spec.backend,
-    "shape": list(probabilities.shape),
-    "imported": sorted(m for m in ("tensorflow", *backend.KERAS_EXTRAS) if m in sys.modules),
-}))
+imported = sorted(m for m in ("tensorflow", *backend.KERAS_EXTRAS) if m in sys.modules)
+if skipping:
+    import keras.src.wrappers.fixes
+    assert keras.src.wrappers.fixes.sklearn is None, "Keras found scikit-learn after all"
+    for extra in backend.KERAS_EXTRAS:
+        importlib.import_module(extra)  # still there for the code that wants it
+print(json.dumps({"backend": run.spec.backend, "shape": list(probabilities.shape),
+                  "imported": imported}))
 """
 
 
@@ -62,37 +66,69 @@ def test_training_and_saving_on_jax_import_no_tensorflow(tmp_path):
     assert (tmp_path / "run" / "model.keras").is_file()
 
 
-EXTRAS_AFTERWARDS = """
-import importlib, sys
-from mnistlab import backend
-backend.skip_keras_extras()
-backend.use("jax")
-assert not [m for m in backend.KERAS_EXTRAS if m in sys.modules], "Keras imported an extra"
-import keras.src.wrappers.fixes as fixes
-assert fixes.sklearn is None, "Keras has scikit-learn after all"
-for name in backend.KERAS_EXTRAS:
-    importlib.import_module(name)  # still importable, for the code that wants it
-print("ok")
-"""
-
-
-def test_skipping_the_keras_extras_leaves_them_importable_afterwards(tmp_path):
+def test_without_the_keras_extras_training_saving_and_loading_work_and_they_import_later(
+    tmp_path,
+):
+    """What the `mnistlab` command does: Keras, without its scikit-learn, pandas and matplotlib
+    integrations, trains, saves and loads the lab's models; the packages still import after."""
     for extra in backend.KERAS_EXTRAS:
         pytest.importorskip(extra)
-    result = child(EXTRAS_AFTERWARDS, tmp_path, KERAS_BACKEND="jax")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
-
-
-def test_training_saving_and_loading_without_the_keras_extras(tmp_path):
-    """What the `mnistlab` command does: Keras without its scikit-learn, pandas and matplotlib
-    integrations still trains, saves and loads the lab's models."""
     result = child(TRAIN_SAVE_LOAD, tmp_path, "skip-extras", KERAS_BACKEND="jax")
 
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout.splitlines()[-1])
     assert answer["shape"] == [3, 10]
     assert answer["imported"] == []
+
+
+COMPILED = """
+import json, sys
+from pathlib import Path
+from mnistlab import backend
+backend.keep_compiled_programs(Path(sys.argv[1]))
+from conftest import CLASS_NAMES, synthetic
+from mnistlab import Dataset, Spec, train
+data = Dataset(synthetic(200, 0), synthetic(50, 1), CLASS_NAMES, "synthetic", "mnist")
+run = train(Spec(epochs=1, hidden=(16,)), data)
+print(json.dumps({"loss": run.history["loss"], "p": run.predict(data.test[0][:5]).tolist()}))
+"""
+
+
+def kept(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith("-cache"))
+
+
+def test_a_process_that_keeps_compiled_programs_reuses_them_with_the_same_numbers(tmp_path):
+    folder = tmp_path / "compiled"
+    first = child(COMPILED, tmp_path, str(folder), KERAS_BACKEND="jax")
+    assert first.returncode == 0, first.stderr
+    programs = kept(folder)
+    assert programs, "nothing was kept"
+
+    second = child(COMPILED, tmp_path, str(folder), KERAS_BACKEND="jax")
+
+    assert second.returncode == 0, second.stderr
+    assert kept(folder) == programs  # all found: nothing compiled, nothing written
+    assert json.loads(second.stdout.splitlines()[-1]) == json.loads(first.stdout.splitlines()[-1])
+    assert "compilation cache" not in first.stderr + second.stderr  # no warnings of JAX's
+
+
+def test_compiled_programs_are_not_kept_in_a_folder_that_others_may_write(tmp_path, monkeypatch):
+    """JAX runs what it finds in the folder, so it must be this user's alone."""
+    import jax
+
+    settings: list[tuple[str, object]] = []
+    monkeypatch.setattr(jax.config, "update", lambda name, value: settings.append((name, value)))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+
+    backend.cache_compiled_programs(shared)
+    assert settings == []
+
+    backend.cache_compiled_programs(tmp_path / "mine")
+    assert settings[0] == ("jax_compilation_cache_dir", str(tmp_path / "mine"))
+    assert (tmp_path / "mine").stat().st_mode & 0o777 == 0o700
 
 
 def test_another_backend_than_the_running_one_is_refused_with_how_to_switch():
