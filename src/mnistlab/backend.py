@@ -6,9 +6,9 @@ kernel) runs one backend.
 `KERAS_BACKEND`, else JAX), importing Keras if it is not imported yet. A request for another
 backend than the one running is a clear error before any work, saying how to switch.
 Importing mnistlab imports no backend; the functions that need Keras call `use`. A process that
-mnistlab owns (the `mnistlab` command) first calls `skip_keras_extras()`, so that Keras imports
-in half the time, and `keep_compiled_programs()`, so that JAX compiles a model's programs once
-per machine rather than once per process.
+mnistlab owns (the `mnistlab` command) first calls `own_process()`: `skip_keras_extras()`, so
+that Keras imports in half the time, and `keep_compiled_programs()`, so that JAX compiles a
+model's programs once per machine rather than once per process.
 
 JAX is the default: it trains the lab's model 6 times faster than the lab's plain TensorFlow
 recipe here (`mnistlab bench`). TensorFlow, the engine the lab names, is an extra
@@ -108,6 +108,13 @@ def keep_tensorflow_asleep() -> None:
     from keras.src.utils import module_utils
 
     module_utils.tensorflow._available = False
+
+
+def own_process() -> None:
+    """What the `mnistlab` command does first, in a process that is mnistlab's alone:
+    `skip_keras_extras()` and `keep_compiled_programs()`."""
+    skip_keras_extras()
+    keep_compiled_programs()
 
 
 def skip_keras_extras() -> None:

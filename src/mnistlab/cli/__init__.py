@@ -32,9 +32,7 @@ for module in (data, train, experiment, report, serve, bench):
 
 
 def main() -> None:
-    # This process is ours: Keras imports in half the time, and JAX compiles once per machine.
-    backend.skip_keras_extras()
-    backend.keep_compiled_programs()
+    backend.own_process()  # Keras imports in half the time; JAX compiles once per machine
     try:
         cli.main(prog_name="mnistlab")
     finally:
