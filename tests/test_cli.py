@@ -365,24 +365,32 @@ def fake_bench(monkeypatch, results):
     monkeypatch.setattr(bench, "run", lambda path, epochs=0: results[path])
 
 
-def test_bench_prints_both_paths_and_the_ratio_of_later_epochs(runner, monkeypatch):
+def test_bench_prints_both_paths_and_the_ratios_of_later_epochs_and_whole_processes(
+    runner, monkeypatch
+):
     timing = {"backend": "jax", "device": "CPU", "parameters": 101_770}
+    plain = {"path": "plain", "seconds": [9.0, 4.0, 4.0], "test_accuracy": 0.97}
+    fast = {"path": "mnistlab", "seconds": [3.0, 0.5, 0.5], "test_accuracy": 0.9712}
     fake_bench(
         monkeypatch,
         {
-            "plain": {**timing, "path": "plain", "seconds": [9.0, 4.0, 4.0], "test_accuracy": 0.97},
-            "mnistlab": {
-                **timing,
-                "path": "mnistlab",
-                "seconds": [3.0, 0.5, 0.5],
-                "test_accuracy": 0.9712,
-            },
+            "plain": timing | plain | {"process_seconds": 24.0},
+            "mnistlab": timing | fast | {"process_seconds": 7.5},
         },
     )
     result = invoke(runner, "bench")
     assert result.exit_code == 0, result.output
     assert "Ratio (plain / mnistlab, seconds per epoch after the first): 8.0x" in result.output
-    assert "97.12%" in result.output
+    assert (
+        "Ratio (plain / mnistlab, whole process of 3 epochs, start to exit): 3.2x" in result.output
+    )
+    assert (
+        "mnistlab   jax         CPU                         3.00s    0.50s    7.50s    97.12%"
+        in result.output
+    )
+    answer = json.loads(invoke(runner, "bench", "--json").stdout)
+    assert (answer["ratio"], answer["process_ratio"]) == (8.0, 3.2)
+    assert [p["process_seconds"] for p in answer["paths"]] == [24.0, 7.5]
     assert invoke(runner, "bench", "--epochs", "0").exit_code == 2
 
 

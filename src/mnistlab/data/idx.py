@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import zlib
 from pathlib import Path
 
@@ -36,8 +37,18 @@ def encode_idx(array: np.ndarray) -> bytes:
     return header + np.ascontiguousarray(array).tobytes()
 
 
-def decode_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
-    """Parse an uncompressed IDX file of unsigned bytes; `name` is used in error messages."""
+def decode_idx(raw: bytes | bytearray, name: str = "IDX data") -> np.ndarray:
+    """Parse an uncompressed IDX file of unsigned bytes; `name` is used in error messages. The
+    array is writable, as `keras.datasets` gives it: a view of `raw` when `raw` is a bytearray
+    (no copy of the 47 MB of training images), else a copy."""
+    header_size, shape = idx_layout(raw, name)
+    array = np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape)
+    return array if array.flags.writeable else array.copy()
+
+
+def idx_layout(raw: bytes | bytearray, name: str = "IDX data") -> tuple[int, tuple[int, ...]]:
+    """The header size and array shape of an IDX file of unsigned bytes, checked against its
+    length; `name` is used in error messages."""
     if len(raw) < 4:
         raise MnistlabError(
             f"{name} is truncated: {plural(len(raw), 'byte')}, not even an IDX header",
@@ -68,7 +79,15 @@ def decode_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
             "gives",
             "delete it and fetch the data again",
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape).copy()
+    return header_size, shape
+
+
+def read_into_memory(path: Path) -> bytearray:
+    """The bytes of a file as a bytearray, which `decode_idx` views without copying them."""
+    with path.open("rb") as f:
+        raw = bytearray(os.fstat(f.fileno()).st_size)
+        del raw[f.readinto(raw) :]  # the file shrank while it was read
+    return raw
 
 
 def read_file(path: Path) -> bytes:
@@ -88,5 +107,5 @@ def read_file(path: Path) -> bytes:
         ) from e
 
 
-def sha256(raw: bytes) -> str:
+def sha256(raw: bytes | bytearray) -> str:
     return hashlib.sha256(raw).hexdigest()
