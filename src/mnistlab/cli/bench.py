@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mnistlab.cli.common import log, plural, say
+from mnistlab.cli.common import log, say
 from mnistlab.errors import MnistlabError
 from mnistlab.text import plural
 
