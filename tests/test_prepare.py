@@ -172,6 +172,26 @@ def test_files_that_are_not_images(data, message):
         pr.decode(data)
 
 
+@pytest.mark.parametrize("fmt", ["EPS", "ICO", "PPM", "TGA", "JPEG2000", "PDF"])
+def test_only_the_documented_formats_are_opened(fmt):
+    # Pillow reads all but the PDF; an EPS would run Ghostscript. A seven that any of them
+    # would show is refused as not an image, as a text file is.
+    data = encode(strokes((120, 120), seven(20, 20, 80), 8, mode="RGB"), fmt)
+    with pytest.raises(MnistlabError) as refused:
+        pr.read_image(data)
+    assert refused.value.problem == "the file is not an image that can be read"
+    assert refused.value.fix == "it must be a PNG, JPEG, GIF, BMP, TIFF or WebP image"
+
+
+def test_a_multi_picture_jpeg_is_decoded_small_too():
+    # MPO (a JPEG followed by more JPEGs, as some cameras write) is read as the JPEG it starts
+    # with, at a reduced scale like any JPEG.
+    picture = strokes((3000, 2400), seven(1000, 600, 1500), 40, mode="RGB")
+    data = encode(picture, "MPO", save_all=True, append_images=[picture])
+    image = pr.decode(data)
+    assert max(image.size) < 1500
+
+
 def test_size_limits(monkeypatch):
     # A 60-megapixel PNG of one colour is a few kilobytes: its header is read, its pixels not.
     bomb = encode(Image.new("1", (10_000, 6_000)))

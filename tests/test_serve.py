@@ -17,6 +17,7 @@ from mnistlab.prediction import classify
 from mnistlab.web import create_app
 
 SEVEN = encode(strokes((300, 300), seven(50, 50, 200), 14))
+EPS = encode(strokes((100, 100), seven(20, 20, 60), 8), "EPS")  # Pillow would run Ghostscript
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +99,7 @@ def form(body: bytes, boundary: str = "XyZ") -> dict:
         ({"json": {"image": "seven"}}, 415, "'application/json' is not an image"),
         ({"content": b"", "headers": {"Content-Type": "image/png"}}, 400, "has no body"),
         ({"content": b"GIF89a...", "headers": {"Content-Type": "image/gif"}}, 422, "not an image"),
+        ({"content": EPS, "headers": {"Content-Type": "image/x-eps"}}, 422, "not an image"),
         (
             {"content": SEVEN[:200], "headers": {"Content-Type": "image/png"}},
             422,
@@ -131,6 +133,7 @@ def form(body: bytes, boundary: str = "XyZ") -> dict:
         "json",
         "empty",
         "not-an-image",
+        "eps",
         "truncated",
         "blank",
         "form-text-file",

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 from scipy import ndimage
 
 from mnistlab.errors import MnistlabError
@@ -67,6 +67,11 @@ MIN_CONTRAST = 0.08  # the least ink contrast (of the full grey range) that coun
 
 
 FORMATS = "PNG, JPEG, GIF, BMP, TIFF or WebP"
+
+
+# Pillow's names for them: no other reader is tried, so an EPS file (which Pillow renders by
+# running Ghostscript), an ICO or a PDF is "not an image that can be read".
+PILLOW_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
 
 
 DECODED_AT = "mnistlab.decoded_at"  # image.info key: the file's pixels per decoded pixel
@@ -101,7 +106,7 @@ def decode(data: bytes) -> Image.Image:
     # ValueError, SyntaxError, EOFError, struct.error ...: found by mutating PNG, JPEG, GIF,
     # BMP, TIFF and WebP files at random), so any of them means a damaged file.
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=PILLOW_FORMATS)
     except UnidentifiedImageError:
         raise MnistlabError(
             "the file is not an image that can be read", f"it must be a {FORMATS} image"
@@ -116,7 +121,7 @@ def decode(data: bytes) -> Image.Image:
         raise MnistlabError("the image has no pixels", f"it must be a {FORMATS} image")
     try:
         width = image.width
-        if image.format == "JPEG":
+        if isinstance(image, JpegImagePlugin.JpegImageFile):  # JPEG, and MPO (JPEG + JPEGs)
             # Decode at 1/2, 1/4 or 1/8 scale where that still leaves WORK_SIDE: a phone photo
             # then decodes in a fraction of the time and memory.
             image.draft(image.mode, (WORK_SIDE, WORK_SIDE))
