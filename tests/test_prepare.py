@@ -4,6 +4,10 @@ Every picture here is made by the test: a seven drawn with lines, inverted, move
 enlarged, on a transparent canvas, on noisy uneven paper, and blank pages.
 """
 
+import os
+import threading
+from pathlib import Path
+
 import numpy as np
 import pytest
 from photos import encode, one, seven, strokes
@@ -215,6 +219,43 @@ def test_read_file_refuses_before_reading(tmp_path, monkeypatch):
         MnistlabError, match="the file is 2,048 bytes, over the limit of 1,024 bytes"
     ):
         pr.read_file(big)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_read_file_reads_regular_files_only(tmp_path):
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
+    outcome: list[object] = []
+
+    def read() -> None:
+        try:
+            outcome.append(pr.read_file(pipe))
+        except MnistlabError as e:
+            outcome.append(e)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    if reader.is_alive():  # it waits for a writer: let it go, then fail
+        os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(timeout=10)
+    assert isinstance(outcome[0], MnistlabError), outcome
+    assert outcome[0].problem == "it is a pipe, not an image file"
+    if Path("/dev/zero").exists():  # a device of endless zeros: read until memory runs out
+        with pytest.raises(MnistlabError) as refused:
+            pr.read_file(Path("/dev/zero"))
+        assert refused.value.problem == "it is a device, not an image file"
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc")
+def test_read_file_reads_no_more_than_the_limit(monkeypatch):
+    # /proc's files say they hold 0 bytes, as a file that grows after its size was read would
+    # say too little: the reading itself stops past the limit.
+    maps = Path("/proc/self/maps")
+    assert maps.stat().st_size == 0 and len(maps.read_bytes()) > 1000
+    monkeypatch.setattr(pr, "MAX_BYTES", 1000)
+    with pytest.raises(MnistlabError, match="^the file is too large, over the limit of 1,000 b"):
+        pr.read_file(maps)
 
 
 def test_the_png_is_what_the_model_saw(reference):

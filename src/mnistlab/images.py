@@ -31,6 +31,8 @@ The accuracy on photographs made this way is in the README (`benchmarks/photo_ac
 from __future__ import annotations
 
 import io
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,8 +147,9 @@ def size_text(count: int) -> str:
     return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{count:,} bytes"
 
 
-def too_large(size: int | None) -> MnistlabError:
-    what = f"the file is {size_text(size)}" if size is not None else "the upload is too large"
+def too_large(size: int | None, what: str = "the upload is too large") -> MnistlabError:
+    if size is not None:
+        what = f"the file is {size_text(size)}"
     return MnistlabError(
         f"{what}, over the limit of {size_text(MAX_BYTES)}",
         "send a smaller image (a digit needs only a few hundred pixels a side)",
@@ -291,22 +294,41 @@ def fit_and_centre(crop: np.ndarray) -> np.ndarray:
 
 
 def read_file(path: Path) -> bytes:
-    """The bytes of an image file, refusing a missing file, a folder or an oversized file
-    before reading it."""
+    """The bytes of an image file. Only a regular file is read: a folder, a device (/dev/zero
+    would be read until memory runs out) or a pipe (which waits for a writer) is refused by
+    name. A file over MAX_BYTES is refused before it is read, and no more than MAX_BYTES + 1
+    bytes are ever read, so a file that grows meanwhile, or whose size the system does not
+    know (/proc), is refused too."""
     try:
-        size = path.stat().st_size
+        regular_file(path.stat())
+        # Opened without blocking, and checked again: a path swapped for a pipe after the check
+        # above would otherwise wait for a writer.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as f:
+            regular_file(os.fstat(f.fileno()))
+            data = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise MnistlabError("no such file", "check the path") from None
+    except PermissionError as e:
+        raise MnistlabError(f"cannot read it ({e.strerror})", "check its permissions") from None
     except OSError as e:
         raise MnistlabError(f"cannot read it ({e.strerror})", "check the path") from None
-    if path.is_dir():
+    if len(data) > MAX_BYTES:
+        raise too_large(None, "the file is too large")
+    return data
+
+
+def regular_file(info: os.stat_result) -> None:
+    """Refuse, naming what it is, anything but a regular file of at most MAX_BYTES."""
+    mode = info.st_mode
+    if stat.S_ISDIR(mode):
         raise MnistlabError("it is a folder, not an image file", "name the image files in it")
-    if size > MAX_BYTES:
-        raise too_large(size)
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise MnistlabError(f"cannot read it ({e.strerror})", "check its permissions") from None
+    if not stat.S_ISREG(mode):
+        kinds = [(stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISFIFO, "a pipe")]
+        kind = next((name for test, name in kinds if test(mode)), "a special file")
+        raise MnistlabError(f"it is {kind}, not an image file", "name an image file")
+    if info.st_size > MAX_BYTES:
+        raise too_large(info.st_size)
 
 
 def png(pixels: np.ndarray) -> bytes:
