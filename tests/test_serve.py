@@ -1,10 +1,14 @@
 """The web app through FastAPI's test client: the page, the API, and bad requests, each of
-which gets a 4xx answer with a JSON error while the server goes on serving."""
+which gets a 4xx answer with a JSON error while the server goes on serving; its limits on
+uploads at once and their time through the app's ASGI interface."""
 
 import base64
 import io
+import json
 import re
+import time
 
+import anyio
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -14,6 +18,7 @@ from PIL import Image
 from mnistlab import images as pr
 from mnistlab import runs
 from mnistlab.prediction import classify
+from mnistlab.web import app as web_app
 from mnistlab.web import create_app
 
 SEVEN = encode(strokes((300, 300), seven(50, 50, 200), 14))
@@ -34,7 +39,16 @@ def test_health_model_page_and_docs(client, tiny_run):
     assert model["class_names"] == [str(d) for d in range(10)]
     assert model["spec"] == meta["spec"]
     assert model["metrics"]["accuracy"] == meta["metrics"]["accuracy"]
-    assert model["limits"]["max_bytes"] == pr.MAX_BYTES
+    assert model["limits"] == {
+        "max_bytes": pr.MAX_BYTES,
+        "max_pixels": pr.MAX_PIXELS,
+        "max_decoded_bytes": pr.MAX_DECODED,
+        "formats": ["PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP"],
+        "content_types": ["image/*", "application/octet-stream", "multipart/form-data"],
+        "upload_seconds": web_app.UPLOAD_SECONDS,
+        "uploads_at_once": web_app.UPLOADS,
+        "decodes_at_once": web_app.DECODERS,
+    }
     page = client.get("/")
     assert page.headers["content-type"].startswith("text/html")
     assert '<canvas id="canvas"' in page.text and 'id="file"' in page.text
@@ -166,6 +180,10 @@ def test_uploads_over_the_limit_are_refused(client, monkeypatch):
     assert response.status_code == 413
     response = client.post("/api/predict", files={"file": ("big.png", b"\0" * 70_000)})
     assert response.status_code == 413
+    # A form may be FORM_OVERHEAD larger than its file, not its file larger than the limit.
+    response = client.post("/api/predict", files={"file": ("big.png", b"\0" * 2000)})
+    assert response.status_code == 413, response.text
+    assert "over the limit of 1,000 bytes" in response.json()["error"]
     response = client.post(
         "/api/predict",
         content=SEVEN,
@@ -210,3 +228,99 @@ def test_a_fashion_mnist_run_answers_with_class_names(tmp_path, tiny):
         assert [t["class_name"] for t in answer["top"]] == [
             names[t["label"]] for t in answer["top"]
         ]
+
+
+def test_a_picture_too_large_to_decode_is_refused(client):
+    deep = encode(Image.fromarray(np.zeros((6000, 6000), np.uint16)))  # 69 MB decoded
+    response = client.post("/api/predict", content=deep, headers={"Content-Type": "image/png"})
+    assert response.status_code == 422
+    assert response.json()["error"] == (
+        "the image has 6000x6000 pixels in mode I;16, 68.7 MiB to decode, over the limit of "
+        "64.0 MiB"
+    )
+
+
+async def call(app, receive, content_type: str = "image/png") -> tuple[int, dict]:
+    """One POST /api/predict through the app's ASGI interface, its body from `receive`."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/predict",
+        "raw_path": b"/api/predict",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"content-type", content_type.encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    sent = []
+
+    async def send(message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, json.loads(body)
+
+
+def test_uploads_are_read_a_few_at_a_time_and_for_a_limited_time(tiny_run, monkeypatch):
+    # Five clients that send a little and stall: two are read at once, the others wait with
+    # their body unread; each is cut off after UPLOAD_SECONDS.
+    monkeypatch.setattr(web_app, "UPLOADS", 2)
+    monkeypatch.setattr(web_app, "UPLOAD_SECONDS", 0.5)
+    app = create_app(tiny_run)
+    reading: list[int] = []
+    answers: list[tuple[int, dict]] = []
+
+    async def client(number: int) -> None:
+        async def receive() -> dict:
+            if number not in reading:
+                reading.append(number)
+                return {"type": "http.request", "body": SEVEN[:100], "more_body": True}
+            await anyio.sleep(30)  # a client that stalls
+            return {"type": "http.disconnect"}
+
+        answers.append(await call(app, receive))
+
+    async def main() -> None:
+        async with anyio.create_task_group() as clients:
+            for number in range(5):
+                clients.start_soon(client, number)
+            await anyio.sleep(0.3)
+            assert len(reading) == 2
+
+    began = time.monotonic()
+    anyio.run(main)
+    assert len(reading) == 5
+    assert [status for status, _ in answers] == [408] * 5
+    assert answers[0][1]["error"] == "the upload took longer than 0.5 s"
+    assert time.monotonic() - began < 10
+
+
+def test_a_picture_is_decoded_from_where_its_upload_was_spooled(tiny_run, monkeypatch):
+    # An upload larger than SPOOL goes to a temporary file, a form's file too; both are read
+    # as the bytes would be.
+    monkeypatch.setattr(web_app, "SPOOL", 1000)
+    app = create_app(tiny_run)
+    expected = pr.read_image(SEVEN).pixels
+
+    def receive_in_chunks(body: bytes):
+        chunks = [body[i : i + 700] for i in range(0, len(body), 700)]
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": chunks.pop(0), "more_body": bool(chunks)}
+
+        return receive
+
+    form = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="seven.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n" + SEVEN + b"\r\n--XyZ--\r\n"
+    )
+    for body, kind in [(SEVEN, "image/png"), (form, "multipart/form-data; boundary=XyZ")]:
+        status, answer = anyio.run(call, app, receive_in_chunks(body), kind)
+        assert status == 200, answer
+        assert np.array_equal(np.array(answer["image"]["pixels"]), np.round(expected * 255))

@@ -1,9 +1,9 @@
 """The web app: a drawing page and an HTTP API over one trained run, for `mnistlab serve`.
 
-`create_app(run_dir)` loads the run's model once, when the app is made, and returns a FastAPI
-app; uvicorn serves it in one process. Every picture goes through the same path as the command
-line's (`predict.read_image`, then `predict.prepare`), so the page, the API and `mnistlab
-predict` give the same answer for the same file.
+`create_app(run_dir)` loads the run's model once, when the app is made, and
+returns a FastAPI app; uvicorn serves it in one process. Every picture goes through the same
+path as the command line's (`images.read_image`), so the page, the API and `mnistlab predict`
+give the same answer for the same file.
 
 - `GET /`: the page (a package file, `web/static/index.html`): a canvas to draw on with a mouse, a
   pen or a finger, the prediction updated as you draw, a bar for each class, the 28x28 image the
@@ -16,9 +16,16 @@ predict` give the same answer for the same file.
   from here so that they work offline; the schema at `/openapi.json`.
 
 Bad requests get a 4xx answer with a JSON body `{"error": ..., "fix": ...}`: 400 for an empty
-or malformed request, 413 over the size limit (checked from Content-Length and again while
-reading, so a client that does not declare its size cannot send more), 415 for a content type
-that is not an image, 422 for a file that is not a readable image or shows no ink.
+or malformed request, 408 for an upload that
+takes longer than UPLOAD_SECONDS, 413 over the size limit (checked from Content-Length and
+again while reading, so a client that does not declare its size cannot send more), 415 for a
+content type that is not an image, 422 for a file that is not a readable image, would take too
+much memory to decode, or shows no ink.
+
+Memory is bounded per request and in all: an upload streams into a temporary file (its first
+SPOOL bytes in memory), a form's file too, never copied whole into memory; UPLOADS requests
+at once are read and decoded, others wait with their body unread; DECODERS pictures at once
+are decoded, each within `images.MAX_DECODED` (benchmarks/upload_memory.py measures it).
 """
 
 from __future__ import annotations
@@ -27,9 +34,10 @@ import base64
 import logging
 import socket
 import threading
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from importlib import resources
 from pathlib import Path
+from tempfile import SpooledTemporaryFile
 from typing import Any
 
 import anyio
@@ -48,16 +56,19 @@ from mnistlab import runs
 from mnistlab.errors import MnistlabError
 from mnistlab.version import __version__
 
-FORM_OVERHEAD = 64 * 1024  # a multipart form's boundaries and headers, beyond the file itself
+FORM_OVERHEAD = 64 * 1024  # a multipart form's boundaries, headers and fields, beyond its file
 RAW_TYPES = ("application/octet-stream",)  # besides image/*
-DECODERS = 2  # pictures prepared at once
+DECODERS = 2  # pictures decoded and prepared at once: the machine's cores
+UPLOADS = 8  # requests whose upload is read, waits for a decoder or is decoded, at once
+SPOOL = 2**20  # bytes of an upload kept in memory; the rest goes to a temporary file
+UPLOAD_SECONDS = 60  # the longest an upload may take to arrive once its reading starts
 log = logging.getLogger("mnistlab.serve")
 
 PREDICT_BODY = {
     "requestBody": {
         "required": True,
-        "description": f"One image of at most {im.size_text(im.MAX_BYTES)} and "
-        f"{im.MAX_PIXELS:,} pixels: {im.FORMATS}.",
+        "description": f"One image of at most {im.size_text(im.MAX_BYTES)}, "
+        f"{im.MAX_PIXELS:,} pixels and {im.size_text(im.MAX_DECODED)} decoded: {im.FORMATS}.",
         "content": {
             "image/*": {"schema": {"type": "string", "format": "binary"}},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -96,9 +107,13 @@ def build_app(run: runs.Run) -> FastAPI:
     # Keras builds a model's compiled forward pass on its first call: one at a time, and once
     # here rather than in the first visitor's request.
     lock = threading.Lock()
-    # Pictures are decoded and prepared two at a time (the machine's cores): a 50-megapixel PNG
-    # takes some 250 MB while it is decoded, so 40 at once (anyio's default) could take 10 GB.
+    # Pictures are decoded and prepared two at a time (the machine's cores), each within
+    # images.MAX_DECODED; anyio's default would be 40 at once. A request holds an upload slot
+    # from reading its body to its answer, so that those waiting for a decoder hold a bounded
+    # number of bodies, and the rest wait with theirs unread (uvicorn stops reading a
+    # connection's body at 64 KiB until it is asked for).
     decoders = anyio.CapacityLimiter(DECODERS)
+    uploads = anyio.CapacityLimiter(UPLOADS)
     pr.classify(run.model, np.zeros((1, im.SIDE, im.SIDE), np.float32))
 
     run_name = run.path.name if run.path else "unsaved"
@@ -151,7 +166,12 @@ def build_app(run: runs.Run) -> FastAPI:
             "limits": {
                 "max_bytes": im.MAX_BYTES,
                 "max_pixels": im.MAX_PIXELS,
+                "max_decoded_bytes": im.MAX_DECODED,
+                "formats": list(im.PILLOW_FORMATS),
                 "content_types": ["image/*", *RAW_TYPES, "multipart/form-data"],
+                "upload_seconds": UPLOAD_SECONDS,
+                "uploads_at_once": UPLOADS,
+                "decodes_at_once": DECODERS,
             },
         }
 
@@ -159,18 +179,22 @@ def build_app(run: runs.Run) -> FastAPI:
     async def predict(request: Request) -> dict[str, Any]:
         """Read one image: the label, its class name, the probabilities of every class, and
         the 28x28 image the model saw (as rows of 0-255 values and as a PNG data URL)."""
-        data = await image_bytes(request)
+        form = upload_kind(request)
+        async with uploads:
+            upload = await receive_upload(request, form)
+            try:
 
-        def work() -> dict[str, Any]:
-            prepared = im.read_image(data)
-            with lock:
-                probabilities = pr.classify(run.model, prepared.pixels[None])[0]
-            return answer(prepared, probabilities, names)
+                def work() -> dict[str, Any]:
+                    prepared = im.read_image(upload.file)
+                    with lock:
+                        probabilities = pr.classify(run.model, prepared.pixels[None])[0]
+                    return answer(prepared, probabilities, names)
 
-        try:
-            return await anyio.to_thread.run_sync(work, limiter=decoders)
-        except MnistlabError as e:
-            raise ApiError(422, e.problem, e.fix) from None
+                return await anyio.to_thread.run_sync(work, limiter=decoders)
+            except MnistlabError as e:
+                raise ApiError(422, e.problem, e.fix) from None
+            finally:
+                await upload.close()
 
     return app
 
@@ -191,8 +215,10 @@ def answer(
     }
 
 
-async def image_bytes(request: Request) -> bytes:
-    """The image file a request carries, as the body or as a form's one file, within limits."""
+def upload_kind(request: Request) -> bool:
+    """Whether the request carries a form (else the image is the body), after refusing, from
+    its headers alone, a content type that is not an image and a declared size over the
+    limit."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     form = media == "multipart/form-data"
     if not (form or media.startswith("image/") or media in RAW_TYPES):
@@ -202,52 +228,88 @@ async def image_bytes(request: Request) -> bytes:
             "send the image as the body with Content-Type image/png (or image/jpeg, ...), "
             "or as the file of a multipart/form-data form",
         )
-    body = await read_body(request, im.MAX_BYTES + (FORM_OVERHEAD if form else 0))
-    if not body:
-        raise ApiError(400, "the request has no body", "send an image")
-    if not form:
-        return body
-    return await form_file(request, body)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    limit_error = im.too_large(None)
-    too_big = ApiError(413, limit_error.problem, limit_error.fix)
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
             raise ApiError(400, f"Content-Length {declared!r} is not a number")
-        if int(declared) > limit:
-            raise too_big
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if int(declared) > im.MAX_BYTES + (FORM_OVERHEAD if form else 0):
+            raise too_large()
+    return form
 
 
-async def form_file(request: Request, body: bytes) -> bytes:
-    async def stream() -> AsyncGenerator[bytes, None]:
-        yield body
-        yield b""
+def too_large() -> ApiError:
+    limit_error = im.too_large(None)
+    return ApiError(413, limit_error.problem, limit_error.fix)
 
-    parser = MultiPartParser(request.headers, stream(), max_files=1, max_fields=10)
+
+async def receive_upload(request: Request, form: bool) -> UploadFile:
+    """The image file a request carries, as the body or as a form's one file, streamed into a
+    temporary file (in memory up to SPOOL bytes) and cut off past the limit or the time."""
+    limit = im.MAX_BYTES + (FORM_OVERHEAD if form else 0)
+    received = 0
+
+    async def body() -> AsyncGenerator[bytes, None]:
+        nonlocal received
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise too_large()
+            yield chunk
+
+    try:
+        with anyio.fail_after(UPLOAD_SECONDS):
+            upload = await (form_file(request, body()) if form else spool(body()))
+    except TimeoutError:
+        raise ApiError(
+            408,
+            f"the upload took longer than {UPLOAD_SECONDS} s",
+            "send a smaller image, or from a faster connection",
+        ) from None
+    except ApiError as e:
+        if e.status == 400 and received == 0:
+            raise ApiError(400, "the request has no body", "send an image") from None
+        raise
+    if received == 0:
+        await upload.close()
+        raise ApiError(400, "the request has no body", "send an image")
+    return upload
+
+
+async def spool(chunks: AsyncIterator[bytes]) -> UploadFile:
+    file = SpooledTemporaryFile(max_size=SPOOL)  # noqa: SIM115 (closed with the upload)
+    upload = UploadFile(file, size=0)  # type: ignore[arg-type]
+    try:
+        async for chunk in chunks:
+            await upload.write(chunk)
+        await upload.seek(0)
+    except BaseException:
+        await upload.close()
+        raise
+    return upload
+
+
+async def form_file(request: Request, chunks: AsyncGenerator[bytes, None]) -> UploadFile:
+    # Starlette's parser writes a file part into a SpooledTemporaryFile of 1 MiB as it arrives.
+    parser = MultiPartParser(
+        request.headers, chunks, max_files=1, max_fields=10, max_part_size=FORM_OVERHEAD
+    )
     try:
         form = await parser.parse()
     except MultiPartException as e:
         raise ApiError(400, f"the form cannot be read: {e.message}", "send one file") from None
+    files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
     try:
-        files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
         if not files:
             raise ApiError(400, "the form holds no file", "send the image as a form field `file`")
         kind = (files[0].content_type or "").split(";")[0].strip().lower()
         if kind and not (kind.startswith("image/") or kind in RAW_TYPES):
             raise ApiError(415, f"the form's file is {kind!r}, not an image", "send an image")
-        return await files[0].read()
-    finally:
+        if (files[0].size or 0) > im.MAX_BYTES:
+            raise too_large()
+    except ApiError:
         await form.close()
+        raise
+    return files[0]
 
 
 def check_port(host: str, port: int) -> None:
