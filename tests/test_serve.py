@@ -1,12 +1,17 @@
 """The web app through FastAPI's test client: the page, the API, and bad requests, each of
 which gets a 4xx answer with a JSON error while the server goes on serving; its limits on
-uploads at once and their time through the app's ASGI interface."""
+uploads at once and their time through the app's ASGI interface; and, on the real server
+(`mnistlab serve` in a process of its own), clients that leave mid-upload."""
 
 import base64
 import io
 import json
 import re
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 
 import anyio
 import numpy as np
@@ -324,3 +329,70 @@ def test_a_picture_is_decoded_from_where_its_upload_was_spooled(tiny_run, monkey
         status, answer = anyio.run(call, app, receive_in_chunks(body), kind)
         assert status == 200, answer
         assert np.array_equal(np.array(answer["image"]["pixels"]), np.round(expected * 255))
+
+
+def free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run, tmp_path_factory):
+    """`mnistlab serve RUN --port P` in a process of its own: its port and its log."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mnistlab", "serve", str(tiny_run), "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, "the server stopped"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.3)
+        yield port, log
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def leave_mid_upload(port: int, content_type: str, start: bytes) -> None:
+    """A client that says it sends 100,000 bytes, sends `start`, and hangs up."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(
+            f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: 100000\r\n\r\n".encode()
+            + start
+        )
+        time.sleep(0.1)
+
+
+def test_a_client_that_leaves_mid_upload_is_one_line_in_the_log(server):
+    port, log = server
+    form_start = b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+    for _ in range(3):
+        leave_mid_upload(port, "image/png", SEVEN[:1000])
+        leave_mid_upload(port, "multipart/form-data; boundary=XyZ", form_start + SEVEN[:1000])
+    deadline = time.monotonic() + 15
+    while log.read_text().count("client disconnected mid-upload") < 6:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    text = log.read_text()
+    lines = [line for line in text.splitlines() if "client disconnected mid-upload" in line]
+    assert len(lines) == 6
+    assert all(line.endswith("(POST /api/predict)") for line in lines), lines
+    assert "Traceback" not in text and "Exception in ASGI application" not in text
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+        assert response.status == 200  # still serving

@@ -25,12 +25,14 @@ much memory to decode, or shows no ink.
 Memory is bounded per request and in all: an upload streams into a temporary file (its first
 SPOOL bytes in memory), a form's file too, never copied whole into memory; UPLOADS requests
 at once are read and decoded, others wait with their body unread; DECODERS pictures at once
-are decoded, each within `images.MAX_DECODED` (benchmarks/upload_memory.py measures it).
+are decoded, each within `images.MAX_DECODED` (benchmarks/upload_memory.py measures it). A
+client that leaves mid-upload is one line in the log.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import logging
 import socket
 import threading
@@ -49,6 +51,8 @@ from fastapi_offline import FastAPIOffline
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from mnistlab import images as im
 from mnistlab import prediction as pr
@@ -139,6 +143,15 @@ def build_app(run: runs.Run) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         return error_response(422, f"invalid request: {e.errors()}", "see /docs for the API")
+
+    @app.exception_handler(ClientDisconnect)
+    async def disconnected(request: Request, e: ClientDisconnect) -> Response:
+        # Not the server's fault, and nobody to answer: one line instead of uvicorn's traceback.
+        client = f"{request.client.host}:{request.client.port}" if request.client else "-"
+        log.info(
+            "%s - client disconnected mid-upload (%s %s)", client, request.method, request.url.path
+        )
+        return Response(status_code=400)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -325,5 +338,9 @@ def check_port(host: str, port: int) -> None:
 
 def serve(app: FastAPI, host: str, port: int) -> None:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # mnistlab's lines (a client that left mid-upload) in the server's log, as uvicorn's are
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["mnistlab"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    uvicorn.run(app, host=host, port=port, log_level="info", log_config=config)
