@@ -175,7 +175,8 @@ def build_app(run: runs.Run) -> FastAPI:
             "metrics": meta.get("metrics", {}),
             "backend": meta.get("backend"),
             "created": meta.get("created"),
-            "versions": meta.get("versions", {}),
+            # mnistlab's version only: the others tell an attacker which flaws to try
+            "versions": {"mnistlab": meta.get("versions", {}).get("mnistlab")},
             "limits": {
                 "max_bytes": im.MAX_BYTES,
                 "max_pixels": im.MAX_PIXELS,
