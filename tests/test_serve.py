@@ -1,9 +1,10 @@
 """The web app through FastAPI's test client: the page, the API, and bad requests, each of
 which gets a 4xx answer with a JSON error while the server goes on serving; its limits on
 uploads at once and their time through the app's ASGI interface; and, on the real server
-(`mnistlab serve` in a process of its own), clients that leave mid-upload."""
+(`mnistlab serve` in a process of its own), clients that leave mid-upload and Host headers."""
 
 import base64
+import http.client
 import io
 import json
 import re
@@ -22,9 +23,10 @@ from PIL import Image
 
 from mnistlab import images as pr
 from mnistlab import runs
+from mnistlab.errors import MnistlabError
 from mnistlab.prediction import classify
 from mnistlab.web import app as web_app
-from mnistlab.web import create_app
+from mnistlab.web import create_app, host_names
 
 SEVEN = encode(strokes((300, 300), seven(50, 50, 200), 14))
 EPS = encode(strokes((100, 100), seven(20, 20, 60), 8), "EPS")  # Pillow would run Ghostscript
@@ -247,6 +249,52 @@ def test_a_picture_too_large_to_decode_is_refused(client):
     )
 
 
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("127.0.0.1:8000", 200),
+        ("localhost:8000", 200),
+        ("[::1]:8000", 200),
+        ("LOCALHOST", 200),
+        ("proxy.example", 200),
+        ("evil.example:8000", 400),
+        ("127.0.0.1.evil.example", 400),
+        ("", 400),
+    ],
+)
+def test_only_the_hosts_it_serves_get_answers(hosts_client, host, status):
+    # A page on evil.example whose name now points at 127.0.0.1 (DNS rebinding) sends its own
+    # name as the Host; only this machine's names and those allowed are answered.
+    response = hosts_client.get("/api/model", headers={"Host": host})
+    assert response.status_code == status, response.text
+    if status == 400:
+        assert set(response.json()) == {"error", "fix"}
+        assert f"does not answer to the Host {host!r}" in response.json()["error"]
+        assert "--allow-host NAME" in response.json()["fix"]
+
+
+@pytest.fixture(scope="module")
+def hosts_client(tiny_run):
+    app = create_app(tiny_run, allowed_hosts=host_names("127.0.0.1", ["proxy.example"]))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        yield client
+
+
+def test_host_names():
+    assert host_names("127.0.0.1") == ["127.0.0.1", "localhost", "[::1]"]
+    assert host_names("::1", ["Proxy.Example", "*.lab.example"]) == [
+        "127.0.0.1",
+        "localhost",
+        "[::1]",
+        "proxy.example",
+        "*.lab.example",
+    ]
+    assert host_names("192.168.1.5")[-1] == "192.168.1.5"
+    assert host_names("0.0.0.0")[-1] == socket.gethostname().lower()
+    with pytest.raises(MnistlabError, match="--allow-host 'lab.\\*' is not a name"):
+        host_names("127.0.0.1", ["lab.*"])
+
+
 async def call(app, receive, content_type: str = "image/png") -> tuple[int, dict]:
     """One POST /api/predict through the app's ASGI interface, its body from `receive`."""
     scope = {
@@ -398,3 +446,24 @@ def test_a_client_that_leaves_mid_upload_is_one_line_in_the_log(server):
     assert "Traceback" not in text and "Exception in ASGI application" not in text
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
         assert response.status == 200  # still serving
+
+
+def test_the_real_server_answers_only_to_its_own_names(server):
+    port, _ = server
+    for host, status in [
+        (f"127.0.0.1:{port}", 200),
+        (f"localhost:{port}", 200),
+        (f"[::1]:{port}", 200),
+        (f"rebound.example:{port}", 400),
+    ]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            connection.putrequest("GET", "/healthz", skip_host=True)
+            connection.putheader("Host", host)
+            connection.endheaders()
+            response = connection.getresponse()
+            body = json.loads(response.read())
+        finally:
+            connection.close()
+        assert response.status == status, (host, body)
+        assert set(body) == ({"status"} if status == 200 else {"error", "fix"})

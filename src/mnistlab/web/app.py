@@ -1,6 +1,6 @@
 """The web app: a drawing page and an HTTP API over one trained run, for `mnistlab serve`.
 
-`create_app(run_dir)` loads the run's model once, when the app is made, and
+`create_app(run_dir, allowed_hosts=...)` loads the run's model once, when the app is made, and
 returns a FastAPI app; uvicorn serves it in one process. Every picture goes through the same
 path as the command line's (`images.read_image`), so the page, the API and `mnistlab predict`
 give the same answer for the same file.
@@ -16,7 +16,7 @@ give the same answer for the same file.
   from here so that they work offline; the schema at `/openapi.json`.
 
 Bad requests get a 4xx answer with a JSON body `{"error": ..., "fix": ...}`: 400 for an empty
-or malformed request, 408 for an upload that
+or malformed request or a Host header the server does not answer to, 408 for an upload that
 takes longer than UPLOAD_SECONDS, 413 over the size limit (checked from Content-Length and
 again while reading, so a client that does not declare its size cannot send more), 415 for a
 content type that is not an image, 422 for a file that is not a readable image, would take too
@@ -51,8 +51,10 @@ from fastapi_offline import FastAPIOffline
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mnistlab import images as im
 from mnistlab import prediction as pr
@@ -66,6 +68,7 @@ DECODERS = 2  # pictures decoded and prepared at once: the machine's cores
 UPLOADS = 8  # requests whose upload is read, waits for a decoder or is decoded, at once
 SPOOL = 2**20  # bytes of an upload kept in memory; the rest goes to a temporary file
 UPLOAD_SECONDS = 60  # the longest an upload may take to arrive once its reading starts
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")  # the names of this machine, as Host headers
 log = logging.getLogger("mnistlab.serve")
 
 PREDICT_BODY = {
@@ -100,12 +103,15 @@ def error_response(status: int, problem: str, fix: str = "") -> JSONResponse:
     return JSONResponse({"error": problem, "fix": fix}, status_code=status)
 
 
-def create_app(run_dir: Path) -> FastAPI:
-    """The app over the run at `run_dir`, its model loaded once, here."""
-    return build_app(runs.load(run_dir))
+def create_app(run_dir: Path, allowed_hosts: Sequence[str] | None = None) -> FastAPI:
+    """The app over the run at `run_dir`, its model loaded once, here. With `allowed_hosts`
+    (`host_names` makes them for an address), a request whose Host header names another host
+    is refused; without, any Host is answered, for tests and for embedding the app behind
+    something that checks it. `mnistlab serve` always gives them."""
+    return build_app(runs.load(run_dir), allowed_hosts)
 
 
-def build_app(run: runs.Run) -> FastAPI:
+def build_app(run: runs.Run, allowed_hosts: Sequence[str] | None = None) -> FastAPI:
     page = resources.files("mnistlab.web").joinpath("static/index.html").read_text(encoding="utf-8")
     names = run.class_names
     # Keras builds a model's compiled forward pass on its first call: one at a time, and once
@@ -152,6 +158,9 @@ def build_app(run: runs.Run) -> FastAPI:
             "%s - client disconnected mid-upload (%s %s)", client, request.method, request.url.path
         )
         return Response(status_code=400)
+
+    if allowed_hosts is not None:
+        app.add_middleware(HostCheck, allowed_hosts=allowed_hosts)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -324,6 +333,58 @@ async def form_file(request: Request, chunks: AsyncGenerator[bytes, None]) -> Up
         await form.close()
         raise
     return files[0]
+
+
+class HostCheck:
+    """Starlette's TrustedHostMiddleware, its refusal answered in the API's JSON style: a web
+    page whose name was pointed at this machine (DNS rebinding) gets a 400, not the API."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
+        async def allowed(scope: Scope, receive: Receive, send: Send) -> None:
+            scope[HOST_ALLOWED] = True
+            await app(scope, receive, send)
+
+        self.check = TrustedHostMiddleware(allowed, allowed_hosts, www_redirect=False)
+        self.names = ", ".join(allowed_hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def relay(message: Message) -> None:
+            if scope.get(HOST_ALLOWED):  # the app's answer; TrustedHost's own is dropped
+                await send(message)
+
+        await self.check(scope, receive, relay)
+        if scope["type"] == "http" and not scope.get(HOST_ALLOWED):
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            refused = error_response(
+                400,
+                f"this server does not answer to the Host {host!r}",
+                f"open it by one of its names ({self.names}); a reverse proxy's name is "
+                "allowed with `mnistlab serve --allow-host NAME`",
+            )
+            await refused(scope, receive, send)
+
+
+HOST_ALLOWED = "mnistlab.host_allowed"  # set in a request's scope once its Host is allowed
+
+
+def host_names(host: str, also: Sequence[str] = ()) -> list[str]:
+    """The Host header names a server listening on `host` answers to: this machine's loopback
+    names, `host` itself (an IPv6 address in brackets, as Host headers write it), the machine's
+    name when it listens on every address, and `also` (a reverse proxy's name, `*.example.com`
+    for its subdomains, `*` for any name). The port is not compared (TrustedHostMiddleware
+    compares names): a rebinding attack changes the name, not the port."""
+    names = list(LOOPBACK)
+    if host in ("0.0.0.0", "::", ""):
+        names.append(socket.gethostname())
+    else:
+        names.append(f"[{host}]" if ":" in host else host)
+    for name in also:
+        if name != "*" and ("*" in name[1:] or (name[:1] == "*" and name[:2] != "*.")):
+            raise MnistlabError(
+                f"--allow-host {name!r} is not a name", "give a name, or *.example.com"
+            )
+        names.append(name)
+    return list(dict.fromkeys(name.lower() for name in names))
 
 
 def check_port(host: str, port: int) -> None:
