@@ -11,6 +11,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -354,6 +355,36 @@ def test_uploads_are_read_a_few_at_a_time_and_for_a_limited_time(tiny_run, monke
     assert [status for status, _ in answers] == [408] * 5
     assert answers[0][1]["error"] == "the upload took longer than 0.5 s"
     assert time.monotonic() - began < 10
+
+
+def test_pictures_are_decoded_on_threads_of_their_own(tiny_run, monkeypatch):
+    # On anyio's 40 worker threads, each thread's malloc arena kept what a decode freed.
+    app = create_app(tiny_run)
+    threads: set[str] = set()
+    read_image = pr.read_image
+
+    def spy(source):
+        threads.add(threading.current_thread().name)
+        return read_image(source)
+
+    monkeypatch.setattr(pr, "read_image", spy)
+    answers: list[int] = []
+
+    async def client() -> None:
+        async def receive() -> dict:
+            return {"type": "http.request", "body": SEVEN, "more_body": False}
+
+        answers.append((await call(app, receive))[0])
+
+    async def main() -> None:
+        async with anyio.create_task_group() as clients:
+            for _ in range(8):
+                clients.start_soon(client)
+
+    anyio.run(main)
+    assert answers == [200] * 8
+    assert 1 <= len(threads) <= web_app.DECODERS
+    assert all(name.startswith("mnistlab-decoder") for name in threads), threads
 
 
 def test_a_picture_is_decoded_from_where_its_upload_was_spooled(tiny_run, monkeypatch):

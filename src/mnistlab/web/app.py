@@ -25,18 +25,21 @@ much memory to decode, or shows no ink.
 Memory is bounded per request and in all: an upload streams into a temporary file (its first
 SPOOL bytes in memory), a form's file too, never copied whole into memory; UPLOADS requests
 at once are read and decoded, others wait with their body unread; DECODERS pictures at once
-are decoded, each within `images.MAX_DECODED` (benchmarks/upload_memory.py measures it). A
-client that leaves mid-upload is one line in the log.
+are decoded, on threads of their own, each within `images.MAX_DECODED`
+(benchmarks/upload_memory.py measures it). A client that leaves mid-upload is one line in the
+log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import logging
 import socket
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from tempfile import SpooledTemporaryFile
@@ -118,11 +121,14 @@ def build_app(run: runs.Run, allowed_hosts: Sequence[str] | None = None) -> Fast
     # here rather than in the first visitor's request.
     lock = threading.Lock()
     # Pictures are decoded and prepared two at a time (the machine's cores), each within
-    # images.MAX_DECODED; anyio's default would be 40 at once. A request holds an upload slot
-    # from reading its body to its answer, so that those waiting for a decoder hold a bounded
-    # number of bodies, and the rest wait with theirs unread (uvicorn stops reading a
-    # connection's body at 64 KiB until it is asked for).
-    decoders = anyio.CapacityLimiter(DECODERS)
+    # images.MAX_DECODED, on two threads of their own: glibc gives each thread that allocates
+    # an arena of its own and keeps what was freed there, so decoding two at a time on anyio's
+    # 40 worker threads grew the server by 777 MiB where two threads of its own grew it by 97
+    # (benchmarks/upload_memory.py, 16 MiB PNGs). A request holds an upload slot from reading
+    # its body to its answer, so that those waiting for a decoder hold a bounded number of
+    # bodies, and the rest wait with theirs unread (uvicorn stops reading a connection's body
+    # at 64 KiB until asked).
+    decoders = ThreadPoolExecutor(DECODERS, thread_name_prefix="mnistlab-decoder")
     uploads = anyio.CapacityLimiter(UPLOADS)
     pr.classify(run.model, np.zeros((1, im.SIDE, im.SIDE), np.float32))
 
@@ -213,7 +219,7 @@ def build_app(run: runs.Run, allowed_hosts: Sequence[str] | None = None) -> Fast
                         probabilities = pr.classify(run.model, prepared.pixels[None])[0]
                     return answer(prepared, probabilities, names)
 
-                return await anyio.to_thread.run_sync(work, limiter=decoders)
+                return await asyncio.get_running_loop().run_in_executor(decoders, work)
             except MnistlabError as e:
                 raise ApiError(422, e.problem, e.fix) from None
             finally:
