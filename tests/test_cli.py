@@ -322,30 +322,3 @@ def test_serve_refuses_a_port_in_use(runner, tiny_run):
     result = invoke(runner, "serve", "/nonexistent/run")
     assert result.exit_code == 2
     assert "error: no run folder at /nonexistent/run" in result.output
-
-
-def test_serve_answers_to_this_machine_and_the_hosts_allowed(runner, tiny_run, monkeypatch):
-    import socket
-
-    from fastapi.testclient import TestClient
-
-    from mnistlab import web
-
-    served = []
-    monkeypatch.setattr(web, "serve", lambda app, host, port: served.append(app))
-    with socket.create_server(("127.0.0.1", 0)) as free:
-        port = free.getsockname()[1]
-    args = ["--port", str(port), "--allow-host", "proxy.example", "--allow-host", "*.lab.example"]
-    result = invoke(runner, "serve", str(tiny_run), *args)
-    assert result.exit_code == 0, result.output
-    with TestClient(served[0], base_url=f"http://127.0.0.1:{port}") as client:
-        for host, status in [
-            (f"127.0.0.1:{port}", 200),
-            ("proxy.example", 200),
-            ("a.lab.example", 200),
-            ("lab.example.evil.example", 400),
-        ]:
-            assert client.get("/healthz", headers={"Host": host}).status_code == status, host
-    result = invoke(runner, "serve", str(tiny_run), "--allow-host", "lab.*")
-    assert result.exit_code == 2
-    assert "error: --allow-host 'lab.*' is not a name" in result.output

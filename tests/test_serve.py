@@ -1,7 +1,8 @@
 """The web app through FastAPI's test client: the page, the API, and bad requests, each of
 which gets a 4xx answer with a JSON error while the server goes on serving; its limits on
-uploads at once and their time through the app's ASGI interface; and, on the real server
-(`mnistlab serve` in a process of its own), clients that leave mid-upload and Host headers."""
+uploads at once and their time through the app's ASGI interface; `mnistlab serve`'s hosts
+through Click's runner; and, on the real server (`mnistlab serve` in a process of its own),
+clients that leave mid-upload and Host headers."""
 
 import base64
 import http.client
@@ -18,12 +19,13 @@ import urllib.request
 import anyio
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from photos import encode, seven, strokes
 from PIL import Image
 
+from mnistlab import cli, runs, web
 from mnistlab import images as pr
-from mnistlab import runs
 from mnistlab.errors import MnistlabError
 from mnistlab.prediction import classify
 from mnistlab.web import app as web_app
@@ -294,6 +296,30 @@ def test_host_names():
     assert host_names("0.0.0.0")[-1] == socket.gethostname().lower()
     with pytest.raises(MnistlabError, match="--allow-host 'lab.\\*' is not a name"):
         host_names("127.0.0.1", ["lab.*"])
+
+
+def test_the_serve_command_answers_to_this_machine_and_the_hosts_allowed(tiny_run, monkeypatch):
+    def invoke(*args):
+        return CliRunner().invoke(cli.cli, ["serve", str(tiny_run), *args])
+
+    served = []
+    monkeypatch.setattr(web, "serve", lambda app, host, port: served.append(app))
+    with socket.create_server(("127.0.0.1", 0)) as free:
+        port = free.getsockname()[1]
+    args = ["--port", str(port), "--allow-host", "proxy.example", "--allow-host", "*.lab.example"]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    with TestClient(served[0], base_url=f"http://127.0.0.1:{port}") as client:
+        for host, status in [
+            (f"127.0.0.1:{port}", 200),
+            ("proxy.example", 200),
+            ("a.lab.example", 200),
+            ("lab.example.evil.example", 400),
+        ]:
+            assert client.get("/healthz", headers={"Host": host}).status_code == status, host
+    result = invoke("--allow-host", "lab.*")
+    assert result.exit_code == 2
+    assert "error: --allow-host 'lab.*' is not a name" in result.output
 
 
 async def call(app, receive, content_type: str = "image/png") -> tuple[int, dict]:
