@@ -19,7 +19,7 @@ from mnistlab.cli.common import log
     multiple=True,
     metavar="NAME",
     help="Answer requests for this host name too (a reverse proxy's; *.example.com for its "
-    "subdomains); repeatable. Others than this machine's names get 400.",
+    "subdomains); repeatable. Requests for names other than these and this machine's get 400.",
 )
 def serve(run_dir: Path, host: str, port: int, allow_hosts: tuple[str, ...]) -> None:
     """Serve a run: a page to draw on or open a photo, and an HTTP API (docs at /docs)."""
