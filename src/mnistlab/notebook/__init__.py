@@ -25,6 +25,11 @@ in `notebook.kernel`, imported in the setup cell with one line.
 The kernel is this Python (`sys.executable`), named by a kernel spec in a temporary folder,
 not whichever `python3` kernel the machine has registered: the notebook runs with the mnistlab
 that wrote it. `progress` hears of each part (the cells under a `## ` heading) as it finishes.
+
+The student's notebook, `build_student(dataset)` (`mnistlab notebook --student`), is another
+percent-format file beside it, `student.py`: the same parts with the teacher's code for the
+data, its shapes and the first image, and blanks for the student elsewhere. It is written, not
+run; `mnistlab check` (`notebook.check`) reads what a student hands in.
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ from mnistlab.results import describe
 from mnistlab.version import __version__
 
 CELLS = "lab.py"  # the notebook's cells, beside this module
+STUDENT_CELLS = "student.py"  # the student's notebook's cells
+ANSWER = "Your answer here."  # in italics, where a student's notebook waits for an answer
 KERNEL_NAME = "mnistlab-python"
 CELL_TIMEOUT = 7200  # seconds for one cell: the full experiments take about 6 minutes here
 STARTUP_TIMEOUT = 180  # seconds for the kernel to start, on a busy 2-core machine
@@ -145,15 +152,15 @@ def filled(kind: str, **args: Any) -> NotebookNode:
     return cell
 
 
-def cells() -> NotebookNode:
-    """The notebook of `lab.py` as it is: its cells start at the first `# %%` (above
-    is the file's docstring, for readers of the package)."""
+def cells(name: str = CELLS) -> NotebookNode:
+    """The notebook of `lab.py` (or `name`) as it is: its cells start at the first `# %%`
+    (above is the file's docstring, for readers of the package)."""
     import jupytext
 
-    text = resources.files("mnistlab.notebook").joinpath(CELLS).read_text()
+    text = resources.files("mnistlab.notebook").joinpath(name).read_text()
     first = re.search(r"^# %%", text, re.M)
     if first is None:
-        raise ValueError(f"{CELLS} has no cells")
+        raise ValueError(f"{name} has no cells")
     nb = jupytext.reads(text[first.start() :], fmt="py:percent")
     nb.metadata.pop("jupytext", None)  # a notebook of its own, not paired with the file
     return nb
@@ -162,7 +169,6 @@ def cells() -> NotebookNode:
 def build(settings: Settings) -> NotebookNode:
     """The lab's notebook, not yet executed."""
     plan = settings.plan()
-    digits = DATASETS[settings.dataset].class_names == tuple(str(d) for d in range(10))
     quick = (
         f"\n\n**Quick version** (`--quick`): the lab's model trains for {settings.epochs} "
         f"epochs instead of 5, and the experiments run on {len(plan.seeds)} seeds with a "
@@ -179,7 +185,7 @@ def build(settings: Settings) -> NotebookNode:
         else ""
     )
     fields = {
-        "title": "MNIST digit classification" if digits else "Fashion-MNIST classification",
+        "title": title(settings.dataset),
         "version": __version__,
         "date": f"{datetime.now(UTC):%Y-%m-%d}",
         "notes": quick + sample,
@@ -206,11 +212,7 @@ def build(settings: Settings) -> NotebookNode:
                 cell.source = with_values(cell.source, parameters(settings, plan))
             built.append(cell)
     nb.cells = built
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3 (ipykernel)",
-        "language": "python",
-    }
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata["mnistlab"] = {
         "version": __version__,
         "dataset": settings.dataset,
@@ -220,6 +222,50 @@ def build(settings: Settings) -> NotebookNode:
         "sample": str(settings.sample) if settings.sample else None,
     }
     return nb
+
+
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
+def title(dataset: str) -> str:
+    digits = DATASETS[dataset].class_names == tuple(str(d) for d in range(10))
+    return "MNIST digit classification" if digits else "Fashion-MNIST classification"
+
+
+def build_student(dataset: str = "mnist") -> NotebookNode:
+    """The lab's notebook for a student to fill in, not executed: the cells of `student.py`
+    with their `{field}`s filled, on Fashion-MNIST with the two data sets' loaders swapped."""
+    bonus = Settings(dataset=dataset).bonus
+    fields = {
+        "title": title(dataset),
+        "version": __version__,
+        "answer": ANSWER,
+        "module": MODULES[dataset],
+        "bonus_module": MODULES[bonus],
+        "bonus_title": TITLES[bonus],
+    }
+    nb = cells(STUDENT_CELLS)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = cell.source.format_map(fields)
+        elif dataset != "mnist":  # the lab's part on Fashion-MNIST, the bonus on MNIST
+            cell.source = re.sub(r"datasets\.(fashion_mnist|mnist)\b", swap, cell.source)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.metadata["mnistlab"] = {"version": __version__, "dataset": dataset, "student": True}
+    return nb
+
+
+MODULES = {"mnist": "mnist", "fashion-mnist": "fashion_mnist"}  # mnistlab.datasets.NAME
+
+
+def swap(found: re.Match[str]) -> str:
+    return "datasets." + ("mnist" if found[1] == "fashion_mnist" else "fashion_mnist")
+
+
+def write_student(dataset: str, out: Path) -> Path:
+    """Write the student's notebook at `out`; nothing runs."""
+    check_out(out)
+    return write(build_student(dataset), out)
 
 
 def parameters(settings: Settings, plan: Experiment) -> dict[str, Any]:
