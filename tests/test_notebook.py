@@ -6,6 +6,7 @@ import base64
 import html
 import re
 import struct
+import time
 from pathlib import Path
 
 import nbformat
@@ -17,6 +18,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from mnistlab import cli, notebook
 from mnistlab.data import FILES, encode_idx
 from mnistlab.errors import MnistlabError
+from mnistlab.notebook.limited import GIB, Limits
 from mnistlab.reports import figures as report
 
 TINY_EXPERIMENTS = """
@@ -214,6 +216,27 @@ def test_progress_has_a_line_for_each_part_as_it_finishes(tmp_path, monkeypatch)
         "Part 2: One cell ... S",
     ]
     assert float(lines[0].split()[-2]) >= 0.3
+
+
+@pytest.mark.notebook
+def test_limits_hold_in_the_kernel_and_bound_its_memory_and_time(tmp_path):
+    limits = Limits(120, GIB)
+    shown = notebook.execute(
+        new_notebook(
+            cells=[new_code_cell("import resource\nresource.getrlimit(resource.RLIMIT_DATA)")]
+        ),
+        tmp_path,
+        limits=limits,
+    )
+    assert shown.cells[0].outputs[0]["data"]["text/plain"] == f"({GIB}, {GIB})"
+    big = new_notebook(cells=[new_code_cell("import numpy as np\nbig = np.ones(2**28)")])  # 2 GiB
+    with pytest.raises(notebook.ExecutionFailed, match="MemoryError: Unable to allocate 2.00 GiB"):
+        notebook.execute(big, tmp_path, limits=limits)
+    slow = new_notebook(cells=[new_code_cell("import time"), new_code_cell("time.sleep(60)")])
+    started = time.monotonic()
+    with pytest.raises(notebook.ExecutionFailed, match=r"^A cell timed out .*, after \d+ seconds"):
+        notebook.execute(slow, tmp_path, limits=Limits(15))
+    assert time.monotonic() - started < 45  # the notebook's 15 s, and the kernel's start and end
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,7 @@ from mnistlab.experiments import Experiment, find, names
 from mnistlab.experiments.plan import source
 from mnistlab.files import write_bytes
 from mnistlab.notebook.kernel import VALUES_MIME
+from mnistlab.notebook.limited import Limits
 from mnistlab.results import describe
 from mnistlab.version import __version__
 
@@ -369,10 +370,13 @@ def execute(
     folder: Path,
     timeout: int = CELL_TIMEOUT,
     progress: Callable[[str], None] | None = None,
+    limits: Limits | None = None,
 ) -> NotebookNode:
     """Run every code cell in a fresh kernel of this Python, in `folder`; the outputs are
     stored in `nb`, and `progress` gets a line as each part finishes. A failing cell raises
-    `ExecutionFailed` holding the notebook so far."""
+    `ExecutionFailed` holding the notebook so far. With `limits` (for a notebook someone else
+    wrote), the kernel starts under them and all the cells share `limits.seconds`: each may run
+    for the time that is left."""
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
@@ -381,10 +385,11 @@ def execute(
     with tempfile.TemporaryDirectory(prefix="mnistlab-kernel-") as kernels:
         spec_dir = Path(kernels) / KERNEL_NAME
         spec_dir.mkdir()
+        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
         (spec_dir / "kernel.json").write_text(
             json.dumps(
                 {
-                    "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                    "argv": limits.wrap(argv) if limits else argv,
                     "display_name": "Python (mnistlab)",
                     "language": "python",
                 }
@@ -408,13 +413,18 @@ def execute(
             startup_timeout=STARTUP_TIMEOUT,
             resources={"metadata": {"path": str(folder)}},
         )
+        if limits is not None:
+            deadline = time.monotonic() + limits.seconds
+            client.timeout_func = lambda cell: max(1, round(deadline - time.monotonic()))
         if progress is not None:
             clock = PartClock(nb, progress)
             client.on_cell_start = clock.start
             client.on_cell_executed = clock.executed
         try:
             client.execute()
-        except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:
+        except CellTimeoutError as e:  # its first line: "A cell timed out ..., after N seconds."
+            raise ExecutionFailed(nb, str(e).splitlines()[0]) from e
+        except (CellExecutionError, DeadKernelError) as e:
             raise ExecutionFailed(nb, first_line(str(e))) from e
     return nb
 
