@@ -125,6 +125,14 @@ def test_a_file_that_is_not_a_notebook_is_one_clear_finding(tmp_path, content, m
     assert finding.message == f"not a notebook that can be checked: {message}"
 
 
+def test_the_public_api_checks_a_hand_in(tmp_path):
+    import mnistlab as ml
+
+    handin = ml.check(write(tmp_path / "x.ipynb", "{}"))
+    assert isinstance(handin, checking.HandIn) and not handin.passed
+    assert handin.to_json()["findings"][0]["message"].startswith("not a notebook")
+
+
 def test_a_huge_hand_in_is_not_read(tmp_path):
     path = write(tmp_path / "huge.ipynb", '{"cells": []}' + " " * 2000)
     (finding,) = checking.check(path, max_bytes=1000).findings
