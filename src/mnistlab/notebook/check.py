@@ -504,23 +504,23 @@ def check_counts(reading: Reading) -> list[Finding]:
     return findings
 
 
-def predictions(reading: Reading) -> list[tuple[Cell, str]]:
+def predictions(cells: list[Cell]) -> list[tuple[Cell, str]]:
     """What the outputs of cells that call `predict(` say after "predict...", or bare."""
     said = []
-    for cell in reading.code:
-        if "predict(" not in cell.source:
+    for cell in cells:
+        if cell.kind != "code" or "predict(" not in cell.source:
             continue
         for line in cell.text.splitlines():
             found = re.search(r"predict\w*\W+(.+)", line, re.I) or re.fullmatch(
                 r"\s*(?:np\.int\d+\(|array\(\[)?(\d+)(?:\)|\]\))?\s*", line
             )
-            if found:
-                said.append((cell, found[1].strip()))
+            if found:  # np.int64(7) and array([7]) are 7
+                said.append((cell, re.sub(r"^(?:np\.\w+\(|array\(\[)(\w+)[)\]]*", r"\1", found[1])))
     return said
 
 
 def check_prediction(reading: Reading, lab: Lab, sample: bool) -> Finding:
-    said = predictions(reading)
+    said = predictions(reading.cells)
     if not said:
         message = 'no output gives the first test image\'s prediction: print "Prediction: 7"'
         return fail("lab", "prediction", message)
@@ -667,8 +667,8 @@ def check_best(reading: Reading) -> Finding:
     assert chosen.accuracy is not None and best.accuracy is not None
     if chosen.accuracy.value < best.accuracy.value - 1e-9:
         message = (
-            f"{where} names {chosen.name} ({chosen.accuracy.percent}), but {best.name} has the "
-            f"highest accuracy, {top}"
+            f"{where} names {chosen.name}, at {chosen.accuracy.percent}, but {best.name} has "
+            f"the highest accuracy, {top}"
         )
         return fail("best", "best", message, text)
     return ok("best", "best", f"{where} names {chosen.name}, the highest accuracy: {top}", text)
@@ -698,21 +698,24 @@ def findings_of(cells: list[Cell], lab: Lab, sample: bool) -> list[Finding]:
 
 
 def measured(cells: list[Cell]) -> dict[str, Any]:
-    """What a run printed that a rerun must reproduce: each cell's test accuracies, and the
-    exact facts (shapes, parameter counts, the first prediction)."""
+    """What a run printed that a rerun must reproduce: each cell's test accuracies (and the
+    means of the experiment runner's table), and the exact facts: the shapes, the parameter
+    counts, the first prediction."""
     values: dict[str, Any] = {}
     for cell in cells:
         for i, accuracy in enumerate(printed_accuracies(cell.text)):
             values[f"{cell.where}, test accuracy" + (f" {i + 1}" if i else "")] = accuracy
+        for row in TABLE_ROW.finditer(cell.text):
+            values[f"{cell.where}, {row[1]}"] = figure(row[3], True)
     text = "".join(c.text for c in cells)
-    values["shapes"] = sorted(set(re.findall(r"\(\d+(?:,\s*\d+)*,?\)", text)))
-    values["parameter counts"] = [
-        f"{n:,}" for n in (PARAMETERS, SMALL_PARAMETERS) if count(n).search(text)
-    ]
-    said = predictions(
-        Reading(cells, {c.index: Reader().read(c.source) for c in cells if c.kind == "code"})
-    )
-    values["first prediction"] = said[0][1].split()[0] if said and said[0][1].split() else None
+    said = predictions(cells)
+    values["exact"] = {
+        "shapes": sorted(set(re.findall(r"\(\d+(?:,\s*\d+)*,?\)", text))),
+        "parameter counts": [
+            f"{n:,}" for n in (PARAMETERS, SMALL_PARAMETERS) if count(n).search(text)
+        ],
+        "first prediction": said[0][1] if said else None,
+    }
     return values
 
 
@@ -743,25 +746,22 @@ def rerun(path: Path, cells: list[Cell], limits: Limits) -> list[Finding]:
         limit = f"limits: {limits.seconds} s, {limits.memory / 2**30:g} GiB"
         findings.append(fail("rerun", "rerun", f"the rerun stopped: {stopped} ({limit})"))
     before, after = measured(cells), measured(cells_of(nb))
+    exact, again = before.pop("exact"), after.pop("exact")
+    if differ := [name for name, value in exact.items() if value != again[name]]:
+        changes = "; ".join(f"{n}: {exact[n]} handed in, {again[n]} again" for n in differ)
+        findings.append(fail("rerun", "exact", changes))
+    else:
+        findings.append(ok("rerun", "exact", f"the same {', '.join(exact)} again"))
     for name, value in before.items():
         new = after.get(name)
-        if isinstance(value, Figure):
-            if not isinstance(new, Figure):
-                findings.append(fail("rerun", name, f"{name}: {value.shown} handed in, none again"))
-                continue
-            close = abs(new.value - value.value) <= RERUN_TOLERANCE
-            message = f"{name}: {value.shown} handed in, {new.shown} again"
-            findings.append(
-                Finding(
-                    "rerun",
-                    name,
-                    close,
-                    message + ("" if close else f": more than {RERUN_TOLERANCE:.1%} apart"),
-                )
-            )
-        elif value and new != value:
-            findings.append(fail("rerun", name, f"{name}: {value} handed in, {new} again"))
-    return findings or [ok("rerun", "rerun", "the rerun printed what was handed in")]
+        if not isinstance(new, Figure):
+            findings.append(fail("rerun", name, f"{name}: {value.shown} handed in, none again"))
+            continue
+        close = abs(new.value - value.value) <= RERUN_TOLERANCE
+        far = "" if close else f": more than {RERUN_TOLERANCE * 100:g} points apart"
+        message = f"{name}: {value.shown} handed in, {new.shown} again{far}"
+        findings.append(Finding("rerun", name, close, message))
+    return findings
 
 
 # ---------------------------------------------------------------------------------------------

@@ -144,6 +144,8 @@ class Model:
         if self.hidden is None:
             return "layers not readable"
         text = "-".join(map(str, self.hidden)) or "no hidden layer"
+        if self.dropout is None:
+            return text + ", dropout of a rate not readable"
         return text + (f", dropout {self.dropout:g}" if self.dropout else "")
 
 

@@ -2,8 +2,8 @@
 (`lines`), a table of hand-ins for a terminal (`terminal`) or in Markdown (`markdown`), JSON
 (`to_json`) and one HTML page (`page`). They only render the `HandIn` values; none decides.
 
-A table cell is "ok" when every finding of its column passed, else the passed count over the
-findings ("3/4"); "–" when the column has none (a file that is not a notebook).
+A table cell is "ok" when every finding of its column passed, else the number that failed
+("1 failed"); "–" when the column has none (a file that is not a notebook).
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def cell(handin: HandIn, group: str) -> str:
     findings = handin.group(group)
     if not findings:
         return "–"
-    passed = sum(f.passed for f in findings)
-    return "ok" if passed == len(findings) else f"{passed}/{len(findings)}"
+    failed = sum(not f.passed for f in findings)
+    return f"{failed} failed" if failed else "ok"
 
 
 def rows(handins: Sequence[HandIn]) -> tuple[list[str], list[list[str]]]:
