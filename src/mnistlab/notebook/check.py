@@ -18,12 +18,13 @@ with `ast` and its outputs as text (`notebook.handin`). What is checked, and how
   text too; the first prediction is 7 (Ankle boot on Fashion-MNIST): the first line saying
   "predict..." in the output of a cell that calls `predict(`.
 - experiments: the models trained after the lab's model, and how each differs from it. The
-  lab's model is the one the first `.fit(` trains. After it, each run of code cells between
-  two texts that builds or trains a model is an experiment, read from its code: the
-  `Sequential([...])` given to a name (and that name's `.add(...)`s) with its `Dense` sizes,
-  the last one the output, and `Dropout`s; the epochs of the `.fit(` on that name (or
-  another call's `epochs=`, for a helper of the student's). Literals and names set to them
-  (`EPOCHS = 5`) are read, anything else is reported as unreadable. Or the experiments ran in
+  lab's model is the one the first `.fit(` trains, and its accuracy the first "Test accuracy"
+  line from there on (Part 9). After it, each run of code cells between two texts that builds
+  or trains a model is an experiment, read from its code: the `Sequential([...])` given to a
+  name (and that name's `.add(...)`s) with its `Dense` sizes, the last one the output, and
+  `Dropout`s; the epochs of the `.fit(` on that name (or another call's `epochs=`, for a
+  helper of the student's). Literals and names set to them (`EPOCHS = 5`) are read, anything
+  else is reported as unreadable. Or the experiments ran in
   mnistlab's experiment runner, as in the reference notebook: then the experiment file it
   prints (parsed as `mnistlab experiment` reads it) says what each variant changes, and the
   results table its mean accuracy. A wider first hidden layer, more hidden layers, more
@@ -34,14 +35,16 @@ with `ast` and its outputs as text (`notebook.handin`). What is checked, and how
   97.6%, 97.7% and 97.65% all state 0.9765; 97.56% does not.
 - best: the text under the Conclusion heading names the model with the highest accuracy, in
   bold or else anywhere, by its own name or by words for its change ("wider", "dropout").
-- bonus: a part on the other data set prints its test accuracy, and its text states it.
+- bonus: a part on the other data set (the cells under a heading that says Bonus, else from
+  the first cell that loads it) prints its test accuracy, and its text states it.
 
 `sample=True` is for notebooks run on a sample of the data (`mnistlab notebook --sample-data`,
 or a class's smaller set): the sizes are read from the notebook's own shapes output and the
-others must agree with them, and the first prediction may be any class. `rerun` with `Limits`
-also runs the notebook again, in a fresh kernel under a time and memory limit
+others must agree with them, and the first prediction may be any class. `rerun_limits` (a
+`Limits`) also runs the notebook again, in a fresh kernel under a time and memory limit
 (`notebook.limited`), in a temporary folder, and compares what it prints with what was handed
-in: the same shapes, counts and prediction, each accuracy within `RERUN_TOLERANCE`. That runs
+in: the same shapes, counts and first prediction, each accuracy (and each mean of the
+runner's table) within `RERUN_TOLERANCE`. That runs
 the hand-in's code, which can do whatever its user can: the command says so first.
 """
 
