@@ -55,6 +55,12 @@ def report(folder: Path, out: Path | None, data_dir: Path | None, offline: bool)
     help="A folder with mnist/ and fashion-mnist/ sample IDX files, used unverified "
     "(for a fast try or a test).",
 )
+@click.option(
+    "--student",
+    is_flag=True,
+    help="Instead, a notebook for a student to fill in (TODO cells, the lab's questions), "
+    "written, not run; `mnistlab check` checks the hand-in.",
+)
 def notebook(
     dataset: str,
     experiments: str | None,
@@ -62,10 +68,19 @@ def notebook(
     html: bool,
     quick: bool,
     sample_data: Path | None,
+    student: bool,
 ) -> None:
-    """Write the lab's notebook, run every cell headless, and write its results into its text."""
+    """Write the lab's notebook, run every cell headless, and write its results into its text;
+    or, with --student, the notebook a student fills in."""
     from mnistlab import notebook as nb
 
+    if student:
+        running: dict[str, object] = {"--experiments": experiments, "--html": html}
+        running |= {"--quick": quick, "--sample-data": sample_data}
+        if given := [name for name, value in running.items() if value]:
+            raise click.UsageError(f"{given[0]} is for a notebook that runs, not for --student")
+        say(f"Wrote {nb.write_student(dataset, out)}")
+        return
     settings = nb.settings(dataset, experiments, quick, sample_data, out)
     log(f"Running {out} in a fresh kernel{' (quick version)' if quick else ''} ...")
     for written in nb.make(settings, out, html=html, progress=log):
