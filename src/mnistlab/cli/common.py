@@ -61,7 +61,10 @@ class Group(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("standalone_mode", True)
         try:
-            return super().main(*args, **{**kwargs, "standalone_mode": False})
+            result = super().main(*args, **{**kwargs, "standalone_mode": False})
+            if isinstance(result, int) and result:  # ctx.exit(code) comes back as a value
+                sys.exit(result)
+            return result
         except click.exceptions.NoArgsIsHelpError as e:  # a group with no command: its help
             click.echo(e.ctx.get_help())
             sys.exit(0)
