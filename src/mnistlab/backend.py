@@ -32,7 +32,8 @@ DEFAULT = "jax"
 BACKENDS = ("tensorflow", "jax")
 # What Keras imports, when installed, only to offer integrations that mnistlab never uses: its
 # scikit-learn wrappers, pandas inputs to fit, its image gallery. 1.0 s of the 2.1 s that Keras
-# and JAX take to import here (`python -X importtime`; they come with MLflow's extra).
+# and JAX take to import here (`python -X importtime`). scikit-learn and pandas come with the
+# MLflow extra; matplotlib is mnistlab's own, for its figures, imported when they are drawn.
 KERAS_EXTRAS = ("sklearn", "pandas", "matplotlib")
 skipping_keras_extras = False  # set by skip_keras_extras(), for the whole process
 compiled_programs: Path | None = None  # set by keep_compiled_programs(), for the whole process
