@@ -1,10 +1,11 @@
 """Checkpoints on the tiny synthetic data: a run stopped after an epoch and made again ends as
 the run that was never stopped, weights and history alike; a checkpoint of another spec, of
 other data, damaged or not fitting the model is not used, and says so; a saved run leaves no
-checkpoint."""
+checkpoint; a sweep goes on where it was stopped."""
 
 import io
 import json
+import textwrap
 
 import keras
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from conftest import CLASS_NAMES, synthetic
 
 from mnistlab import checkpoints, runs
+from mnistlab import experiments as ex
 from mnistlab.callbacks import EpochTimer
 from mnistlab.checkpoints import CheckpointWarning
 from mnistlab.data import Dataset
@@ -223,3 +225,53 @@ def test_the_checkpoint_goes_once_the_run_folder_is_saved_and_a_finished_one_is_
     again.save(folder)
     assert not path.exists()
     assert runs.load(folder).history == first.history
+
+
+SWEEP = """
+    name = "long"
+    dataset = "mnist"
+    seeds = [1]
+    [base]
+    epochs = 4
+    hidden = [32]
+    dropout = 0.3
+    shift = 2
+    flip = true
+    [[variants]]
+    name = "base"
+"""
+
+
+def test_a_sweep_stopped_in_a_run_goes_on_from_its_checkpoint(tmp_path, made):
+    (tmp_path / "long.toml").write_text(textwrap.dedent(SWEEP))
+    plan = ex.read(tmp_path / "long.toml")
+    assert plan.variants[0].spec == AUGMENTED
+    out = tmp_path / "sweep"
+    folders = runs.SweepFolder(out)
+
+    def stopped_after_two(spec, data, folder):
+        train(spec, data, callbacks=[Stop(2)], checkpoint=runs.checkpoint_path(folder))
+
+    with pytest.raises(KeyboardInterrupt):
+        ex.sweep(plan, out, ex.local(made.tiny, stopped_after_two))
+    checkpoint = folders.checkpoint("base", 1)
+    assert checkpoint == out / "runs" / "base" / ".seed-1.checkpoint"
+    assert meta(checkpoint)["epochs"] == 2
+    stale = out / "runs" / "base" / ".seed-1.checkpoint.x1y2.tmp"  # one killed while written
+    stale.write_bytes(b"half")
+
+    with pytest.warns(CheckpointWarning, match="resuming from epoch 3 of 4"):
+        results = ex.run_experiment(plan, out=out, data=made.tiny)  # the local engine
+    assert results.runs == 1
+    assert not checkpoint.exists()
+    assert not stale.exists()
+    resumed = runs.load(folders.run("base", 1))
+    whole, whole_history = made.whole(AUGMENTED)
+    assert_same_weights(resumed.model, whole)
+    assert without_seconds(resumed.history) == without_seconds(whole_history)
+
+    # killed between saving the run folder and removing its checkpoint: removed next time
+    checkpoint.write_bytes(b"left over")
+    events = ex.sweep(plan, out, ex.local(made.tiny, lambda *args: pytest.fail("made again")))
+    assert [e.status for e in events] == ["skipped"]
+    assert not checkpoint.exists()

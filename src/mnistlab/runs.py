@@ -303,6 +303,9 @@ class SweepFolder:
     def run(self, variant: str, seed: int) -> Path:
         return self.path / "runs" / variant / f"seed-{seed}"
 
+    def checkpoint(self, variant: str, seed: int) -> Path:
+        return checkpoint_path(self.run(variant, seed))
+
     def failure(self, variant: str, seed: int) -> Path:
         return self.path / "failed" / f"{variant}-seed-{seed}.json"
 
@@ -348,6 +351,10 @@ class SweepFolder:
         return aside
 
     def clear_stale(self) -> None:
-        """Remove the temporary folders of runs whose process was killed while saving."""
+        """Remove the temporary folders and files of runs whose process was killed while
+        saving a run folder or a checkpoint; the checkpoints themselves stay, to resume from."""
         for stale in self.path.glob("runs/*/.seed-*.tmp"):
-            shutil.rmtree(stale, ignore_errors=True)
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
