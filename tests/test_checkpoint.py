@@ -1,7 +1,7 @@
 """Checkpoints on the tiny synthetic data: a run stopped after an epoch and made again ends as
 the run that was never stopped, weights and history alike; a checkpoint of another spec, of
 other data, damaged or not fitting the model is not used, and says so; a saved run leaves no
-checkpoint; a sweep goes on where it was stopped."""
+checkpoint; a sweep and `mnistlab train` go on where they were stopped."""
 
 import io
 import json
@@ -10,9 +10,10 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from conftest import CLASS_NAMES, synthetic
 
-from mnistlab import checkpoints, runs
+from mnistlab import checkpoints, cli, data, runs
 from mnistlab import experiments as ex
 from mnistlab.callbacks import EpochTimer
 from mnistlab.checkpoints import CheckpointWarning
@@ -275,3 +276,30 @@ def test_a_sweep_stopped_in_a_run_goes_on_from_its_checkpoint(tmp_path, made):
     events = ex.sweep(plan, out, ex.local(made.tiny, lambda *args: pytest.fail("made again")))
     assert [e.status for e in events] == ["skipped"]
     assert not checkpoint.exists()
+
+
+def test_train_on_the_command_line_goes_on_where_it_was_stopped(tmp_path, tiny, monkeypatch):
+    monkeypatch.setattr(data, "load", lambda name, **options: tiny)
+    out = tmp_path / "run"
+    original = checkpoints.Keeper.on_epoch_end
+
+    def ctrl_c_after_one(self, epoch, logs=None):
+        original(self, epoch, logs)
+        raise KeyboardInterrupt
+
+    args = ["train", "--epochs", "2", "--hidden", "32", "--shift", "1", "--out", str(out)]
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoints.Keeper, "on_epoch_end", ctrl_c_after_one)
+        result = CliRunner().invoke(cli.cli, args)
+    assert result.exit_code == 130, result.output
+    checkpoint = tmp_path / ".run.checkpoint"
+    assert f"{checkpoint} keeps the epochs done: the same command with --out {out} goes on" in (
+        result.output
+    )
+    assert not out.exists()
+
+    result = CliRunner().invoke(cli.cli, args)
+    assert result.exit_code == 0, result.output
+    assert f"resuming from epoch 2 of 2 (checkpoint {checkpoint})\n" in result.output
+    assert not checkpoint.exists()
+    assert len(runs.load(out).history["loss"]) == 2
