@@ -24,6 +24,7 @@ from mnistlab.training import fit, train
 
 AUGMENTED = Spec(epochs=4, hidden=(32,), dropout=0.3, shift=2, flip=True)  # a PyDataset
 ARRAYS = Spec(epochs=4, hidden=(32,), dropout=0.3, batchnorm=True, schedule="cosine")
+OTHER_BACKEND = "tensorflow" if keras.backend.backend() == "jax" else "jax"
 
 
 class Stop(keras.callbacks.Callback):
@@ -136,12 +137,13 @@ def truncated(raw):
     [
         (ARRAYS.replace(epochs=5), False, None, r"made with another spec \(epochs\)"),
         (ARRAYS.replace(hidden=(64,), seed=2), False, None, r"another spec \(hidden, seed\)"),
+        (ARRAYS.replace(backend=OTHER_BACKEND), False, None, r"another spec \(backend\)"),
         (ARRAYS, True, None, "it was made on other training data"),
         (ARRAYS, False, truncated, r"it is damaged \(BadZipFile: "),
         (ARRAYS, False, lambda raw: b"", r"it is damaged \(\w+"),
         (ARRAYS, False, lambda raw: b"not a checkpoint", r"it is damaged \(\w+"),
     ],
-    ids=["epochs", "network", "data", "truncated", "empty", "foreign"],
+    ids=["epochs", "network", "backend", "data", "truncated", "empty", "foreign"],
 )
 def test_a_checkpoint_that_cannot_be_used_is_not_and_says_why(
     tmp_path, made, spec, other_data, damage, message

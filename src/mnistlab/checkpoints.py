@@ -272,6 +272,8 @@ class Keeper(keras.callbacks.Callback):
         every: float | None = None,
     ) -> None:
         super().__init__()
+        # as `train` records it: a checkpoint of one backend is not used on the other
+        spec = spec if spec.backend else spec.replace(backend=keras.backend.backend())
         self.where, self.spec, self.timer = where, spec, timer
         self.every = CHECKPOINT_SECONDS if every is None else every
         self.dataset = data
