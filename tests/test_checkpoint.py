@@ -80,7 +80,7 @@ def state(model):
     """Everything that decides what the model does next: weights, batch-norm statistics,
     the dropout layers' seed states, the optimiser's step and moments."""
     values = [*model.variables, *model.optimizer.variables]
-    return [keras.ops.convert_to_numpy(v) for v in values]
+    return [keras.ops.convert_to_numpy(v.value) for v in values]
 
 
 def assert_same_state(a, b):
@@ -183,14 +183,14 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_not_used(tmp_path, made):
     path.write_bytes(out.getvalue())
     keras.utils.set_random_seed(1)
     model = build(ARRAYS)
-    before = [keras.ops.convert_to_numpy(v) for v in model.variables]
+    before = [keras.ops.convert_to_numpy(v.value) for v in model.variables]
     kept = keeper(path, ARRAYS, made.tiny)
     assert kept.epochs == 2
     with pytest.warns(CheckpointWarning, match=r"its optimizer variable .* has shape \(10, "):
         kept.restore(model)
     assert kept.epochs == 0
     for x, y in zip(before, model.variables, strict=True):
-        np.testing.assert_array_equal(x, keras.ops.convert_to_numpy(y))
+        np.testing.assert_array_equal(x, keras.ops.convert_to_numpy(y.value))
 
 
 def test_a_kill_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -206,6 +206,34 @@ def test_a_kill_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatc
     monkeypatch.undo()
     assert path.read_bytes() == b"epoch 2"
     assert [p.name for p in tmp_path.iterdir()] == ["c"]  # no temporary file left
+
+
+class Broken:
+    """A place that cannot be read or written: a full disk, a driver gone."""
+
+    def read(self):
+        raise OSError("input/output error")
+
+    def write(self, raw):
+        raise OSError("no space left on device")
+
+    def remove(self):
+        pass
+
+    def __str__(self):
+        return "checkpoint nowhere"
+
+
+def test_a_checkpoint_that_cannot_be_read_or_written_does_not_stop_the_run(tiny):
+    with pytest.warns(CheckpointWarning) as notes:
+        _, history = fit(Spec(epochs=2, hidden=(16,)), tiny, checkpoint=Broken())
+    assert len(history["loss"]) == 2
+    unwritten = "cannot write the checkpoint nowhere (OSError: no space left on device)"
+    assert [str(n.message) for n in notes if n.category is CheckpointWarning] == [
+        "cannot read the checkpoint nowhere (OSError: input/output error); starting from epoch 1",
+        f"{unwritten}; training goes on",
+        f"{unwritten}; training goes on",
+    ]
 
 
 def test_the_checkpoint_goes_once_the_run_folder_is_saved_and_a_finished_one_is_not_redone(

@@ -162,9 +162,11 @@ def encode(
         "history": history,
         "random": state,
     }
-    arrays = {f"model/{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
+    arrays = {
+        f"model/{i}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(model.variables)
+    }
     for i, v in enumerate(model.optimizer.variables):
-        arrays[f"optimizer/{i}"] = keras.ops.convert_to_numpy(v)
+        arrays[f"optimizer/{i}"] = keras.ops.convert_to_numpy(v.value)
     arrays["numpy_keys"] = numpy_keys
     if order is not None:
         arrays["order"] = order
@@ -296,8 +298,8 @@ class Keeper(keras.callbacks.Callback):
             return None if raw is None else decode(raw, self.spec, self.data_print)
         except Unusable as e:
             note(f"not using the {self.where}: {e}; starting from epoch 1")
-        except OSError as e:
-            note(f"cannot read the {self.where} ({e}); starting from epoch 1")
+        except Exception as e:  # a file system's or Ray's: a checkpoint never stops a run
+            note(f"cannot read the {self.where} ({type(e).__name__}: {e}); starting from epoch 1")
         return None
 
     def restore(self, model: keras.Model) -> None:
@@ -337,9 +339,11 @@ class Keeper(keras.callbacks.Callback):
         self.history.setdefault("seconds", []).append(self.timer.seconds[-1])
         last = epoch + 1 == self.spec.epochs
         if last or time.monotonic() - self.last >= self.every:
-            self.where.write(
-                encode(
-                    self.spec, self.data_print, epoch + 1, self.history, self.model, self.augmented
-                )
+            raw = encode(
+                self.spec, self.data_print, epoch + 1, self.history, self.model, self.augmented
             )
+            try:
+                self.where.write(raw)
+            except Exception as e:  # a full disk, a lost driver: the run goes on without
+                note(f"cannot write the {self.where} ({type(e).__name__}: {e}); training goes on")
             self.last = time.monotonic()
