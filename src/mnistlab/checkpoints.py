@@ -24,16 +24,20 @@ atomic rename, and a folder that exists is not. It is an uncompressed `.npz` of:
   and the augmentation's own generator and order (`AugmentedImages.rng`, `.order`).
   TensorFlow shuffles arrays with `tf.random.shuffle` inside the tf.data function that
   `model.fit` makes once per call: its seeds are fixed by the global seed when it is made
-  (`seed_everything`), so it gives the same order every epoch (tests/test_checkpoint.py shows
-  it) and again after a resume: there is nothing of it to save.
+  (`seed_everything`), and each epoch's iterator starts it anew, so it gives the same order
+  every epoch (Keras's `ArrayDataAdapter.get_tf_dataset` iterated twice gives one permutation
+  twice) and again after a resume: there is nothing of it to save. Leaving out any of the
+  others makes the resumed weights differ (checked one by one on both backends).
 
 All of it is restored after `model.fit` has started (`on_train_begin`), because `fit` itself
 draws from these generators before the first epoch (it reads a batch to build the model's
 metrics, then starts the data set's epoch over), in a resumed run as in the first.
 
-A checkpoint made with another spec or other training data, or one that cannot be read, is not
-used: a `CheckpointWarning` says why and the run starts from its first epoch, replacing the file
-at its first checkpoint. Resuming says so with a `CheckpointWarning` too.
+A checkpoint made with another spec (backend included) or other training data, one that cannot
+be read or whose arrays do not fit the model is not used: a `CheckpointWarning` says why and the
+run starts from its first epoch, replacing the file at its first checkpoint. Resuming says so
+with a `CheckpointWarning` too. A checkpoint that cannot be written is skipped with one: a
+checkpoint never stops a run.
 
 Checkpoints are written at most every CHECKPOINT_SECONDS, and after the last epoch; see there
 for the cost. Where they are kept is a `Place`: a `File` here, or the Ray engine's, which sends
@@ -67,13 +71,15 @@ if TYPE_CHECKING:
     from mnistlab.callbacks import EpochTimer
     from mnistlab.data import Dataset
 
-# Seconds between checkpoints, at least. One costs 6 ms for the lab's model on JAX (2 ms to gather
-# and encode, 3.5 ms to write 1.3 MB) against epochs of 0.5 to 0.8 s: about 1%; 107 ms for
-# `cnn`'s on TensorFlow (10.3 MB) against epochs of 22 s: 0.5% (benchmarks/checkpoints.py, real
-# MNIST, 2 cores). Cheap either way, but a Ray worker sends each one to the driver, and a lab
-# sweep on many workers would then pour megabytes a second per worker into one process. At most
-# every 10 s: a stopped run loses at most 10 s and an epoch of work; the long runs this is for
-# (`cnn`, `best`: epochs of 10 to 40 s) keep every epoch; and the last epoch is always kept.
+# Seconds between checkpoints, at least. One costs 6 to 10 ms for the lab's model on JAX (1.3 MB)
+# against epochs of 0.5 to 1.2 s: about 1%; 70 to 110 ms for `cnn`'s on TensorFlow (10.3 MB)
+# against epochs of 22 to 37 s: under 0.5% (benchmarks/checkpoints.py, real MNIST, 2 cores shared
+# with other work: epoch times with and without differ by less than their noise). Cheap either
+# way, but a Ray worker sends each one to the driver, and a lab sweep on many workers would pour
+# megabytes a second per worker into one process. At most every 10 s: a stopped run loses at
+# most 10 s and an epoch of work; the long runs this is for (`cnn`, `best`: epochs of 10 to 40
+# s) keep every epoch; the lab's 5-epoch run writes one, after its last epoch, which is always
+# kept (through the test evaluation and the saving).
 CHECKPOINT_SECONDS = 10.0
 FORMAT = 1  # of the file: a checkpoint of another format is not used
 
