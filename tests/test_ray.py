@@ -1,7 +1,8 @@
 """The Ray engine on a Ray cluster the test starts on 127.0.0.1 (`ray start --head` with two
 CPUs: two worker processes), on the tiny synthetic data set: the same table as the local
-engine, and a worker killed mid-sweep. Marked `ray`: each test starts Ray processes, so they
-run once, on the default backend (see run-tests)."""
+engine, a worker killed mid-sweep, and runs that go on from their checkpoints on the driver's
+machine, a task run again after its worker died too. Marked `ray`: each test starts Ray
+processes, so they run once, on the default backend (see run-tests)."""
 
 import contextlib
 import json
@@ -14,15 +15,21 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import test_checkpoint as checked
 from click.testing import CliRunner
+from conftest import CLASS_NAMES, synthetic
+from test_checkpoint import AUGMENTED, SWEEP, Made, assert_same_weights, meta
 from test_experiments import GOOD, write
 
 from mnistlab import cli, data, runs
 from mnistlab import experiments as ex
+from mnistlab.data import Dataset
+from mnistlab.training import train
 
 pytestmark = pytest.mark.ray
 
@@ -214,3 +221,70 @@ def test_a_killed_worker_loses_only_its_run_and_the_rerun_completes(tmp_path, gr
     assert {p: p.stat().st_mtime_ns for p in kept} == kept  # not trained again
     assert not failure.exists()
     assert json.loads((out / "results.json").read_text())["runs"] == 3
+
+
+@pytest.fixture(scope="module")
+def made(tiny, tmp_path_factory):
+    return Made(tiny, tmp_path_factory.mktemp("checkpoints"))
+
+
+def test_a_ray_task_goes_on_from_the_checkpoint_on_the_drivers_machine(tmp_path, made):
+    """The checkpoint a stopped run left in the sweep folder reaches the Ray worker, which
+    goes on from it; the driver removes it once it has the run folder."""
+    (tmp_path / "long.toml").write_text(textwrap.dedent(SWEEP))
+    plan = ex.read(tmp_path / "long.toml")
+    out = tmp_path / "sweep"
+    checkpoint = runs.SweepFolder(out).checkpoint("base", 1)
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(made.stopped(AUGMENTED))
+    earlier_seconds = meta(checkpoint)["history"]["seconds"]
+
+    results = ex.run_experiment(plan, out=out, data=made.tiny, engine="ray", retries=0)
+    assert not results.failed
+    assert not checkpoint.exists()
+    resumed = runs.load(runs.SweepFolder(out).run("base", 1))
+    assert resumed.history["seconds"][:2] == earlier_seconds  # not run again
+    whole, whole_history = made.whole(AUGMENTED)
+    assert_same_weights(resumed.model, whole)
+    assert checked.without_seconds(resumed.history) == checked.without_seconds(whole_history)
+
+
+def test_a_ray_task_run_again_after_its_worker_died_goes_on_from_its_last_checkpoint(tmp_path):
+    """A worker killed in a run: Ray runs the task again, which goes on from the last
+    checkpoint the first one sent to the driver, to the weights of a run never stopped. The
+    run lasts some 10 to 30 s here: the first checkpoint comes after 10 s (a task keeps the
+    default interval)."""
+    bigger = Dataset(synthetic(12800, 0), synthetic(100, 1), CLASS_NAMES, "synthetic", "mnist")
+    (tmp_path / "long.toml").write_text(
+        textwrap.dedent(SWEEP.replace("epochs = 4", "epochs = 100").replace("[32]", "[16]"))
+    )
+    plan = ex.read(tmp_path / "long.toml")
+    out = tmp_path / "sweep"
+    checkpoint = runs.SweepFolder(out).checkpoint("base", 1)
+    seen: list[dict] = []
+    over = threading.Event()
+
+    def kill_after_the_first_checkpoint():
+        while not checkpoint.exists() and not over.is_set():
+            time.sleep(0.05)
+        if checkpoint.exists() and (busy := running_tasks()):
+            seen.append(meta(checkpoint))
+            os.kill(busy[0], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_after_the_first_checkpoint, daemon=True)
+    killer.start()
+    try:
+        results = ex.run_experiment(plan, out=out, data=bigger, engine="ray", retries=1)
+    finally:
+        over.set()
+        killer.join()
+    if not seen or seen[0]["epochs"] == 100:
+        pytest.skip("the run was over before its first checkpoint: a faster machine")
+    assert not results.failed
+    assert not checkpoint.exists()
+    resumed = runs.load(runs.SweepFolder(out).run("base", 1))
+    done = seen[0]["epochs"]
+    assert resumed.history["seconds"][:done] == seen[0]["history"]["seconds"]
+    whole = train(plan.variants[0].spec.replace(seed=1), bigger)
+    assert_same_weights(resumed.model, whole.model)
+    assert checked.without_seconds(resumed.history) == checked.without_seconds(whole.history)

@@ -7,7 +7,8 @@
 A run folder holds `model.keras`, `run.json` (spec, data set, class names, preprocessing, test
 metrics, seconds, versions), `history.json` and `history.csv`. It is written in a temporary
 folder beside its destination and renamed into place when complete, so a failed or interrupted
-run never leaves a half-written folder and never touches an existing one.
+run never leaves a half-written folder and never touches an existing one. A run trained with a
+checkpoint (`checkpoint_path(folder)`, beside the folder) removes it once the folder is in place.
 
 This module owns every file name of a run folder and of a sweep folder (`SweepFolder`).
 """
@@ -36,6 +37,7 @@ from mnistlab.version import __version__
 if TYPE_CHECKING:  # Keras is imported where it is used, after the backend is chosen
     import keras
 
+    from mnistlab.checkpoints import Place
     from mnistlab.data import Dataset
 
 PREPROCESSING = "pixels / 255 as float32, 28x28 flattened to 784"
@@ -51,7 +53,8 @@ class Run:
     """A trained model and what describes it: the spec it was trained from (seed and backend
     included), the data set and its class names, the per-epoch history (with seconds), the
     test metrics measured when it was trained, and the seconds taken. `path` is the run
-    folder it was saved to or loaded from, if any."""
+    folder it was saved to or loaded from, if any; `checkpoint` where its training kept its
+    checkpoint, removed by `save`."""
 
     model: keras.Model
     spec: Spec
@@ -63,6 +66,7 @@ class Run:
     source: str = ""
     info: dict[str, Any] = field(default_factory=lambda: describe_machine())  # backend, device...
     path: Path | None = None
+    checkpoint: Place | None = None
 
     @property
     def accuracy(self) -> float:
@@ -104,7 +108,8 @@ class Run:
         return evaluate(self.model, *data.test)
 
     def save(self, path: str | Path) -> Path:
-        """Write the run folder at `path`, atomically; an existing non-empty `path` is refused."""
+        """Write the run folder at `path`, atomically; an existing non-empty `path` is refused.
+        Then the checkpoint of its training, if any, is removed: the run is safe."""
         path = Path(path)
         with new_folder(path) as tmp:
             self.model.save(tmp / MODEL_FILE)
@@ -112,6 +117,9 @@ class Run:
             write_json(tmp / HISTORY_JSON, self.history)
             write_text(tmp / HISTORY_CSV, history_csv(self.history))
         self.path = path
+        if self.checkpoint is not None:
+            self.checkpoint.remove()
+            self.checkpoint = None
         return path
 
     def __repr__(self) -> str:
@@ -120,6 +128,11 @@ class Run:
             f"Run(dataset={self.dataset!r}, accuracy={self.accuracy:.4f}, "
             f"parameters={self.model.count_params():,}, epochs={self.spec.epochs}{where})"
         )
+
+
+def checkpoint_path(folder: Path) -> Path:
+    """Where the training of the run folder `folder` keeps its checkpoint: beside it, hidden."""
+    return folder.with_name(f".{folder.name}.checkpoint")
 
 
 def versions() -> dict[str, str]:
@@ -290,6 +303,9 @@ class SweepFolder:
     def run(self, variant: str, seed: int) -> Path:
         return self.path / "runs" / variant / f"seed-{seed}"
 
+    def checkpoint(self, variant: str, seed: int) -> Path:
+        return checkpoint_path(self.run(variant, seed))
+
     def failure(self, variant: str, seed: int) -> Path:
         return self.path / "failed" / f"{variant}-seed-{seed}.json"
 
@@ -335,6 +351,10 @@ class SweepFolder:
         return aside
 
     def clear_stale(self) -> None:
-        """Remove the temporary folders of runs whose process was killed while saving."""
+        """Remove the temporary folders and files of runs whose process was killed while
+        saving a run folder or a checkpoint; the checkpoints themselves stay, to resume from."""
         for stale in self.path.glob("runs/*/.seed-*.tmp"):
-            shutil.rmtree(stale, ignore_errors=True)
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)

@@ -17,6 +17,9 @@ from mnistlab.runs import Run
 from mnistlab.spec import Spec, preset
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mnistlab.checkpoints import Place
     from mnistlab.data import Dataset
 
 BAR_UPDATES = 20  # times a progress bar moves in an epoch (verbose=1); see steps_per_call
@@ -52,13 +55,18 @@ def train(
     *,
     verbose: int = 0,
     callbacks: Sequence[Any] = (),
+    checkpoint: str | Path | Place | None = None,
 ) -> Run:
     """Fit the model of `spec` (default: the lab's recipe) on the training set of `data` (a
     `Dataset`, or a data set's name to load), holding out the last `validation_split` of it for
     validation as Keras does (none at 0), then evaluate it on the test set. `verbose` is
     Keras's: 0 silent, 1 a progress bar, 2 a line per epoch; `callbacks` are Keras callbacks.
-    Returns the `Run`: model, spec (with the backend it trained on), history with seconds per
-    epoch, test metrics and seconds."""
+    `checkpoint` (a file, e.g. `runs.checkpoint_path(run_folder)`): go on from the checkpoint
+    there, if one of this spec and data is, and keep one there as training goes; `Run.save`
+    removes it (see `checkpoints`). Returns the `Run`: model, spec (with the backend it
+    trained on), history with seconds per epoch (earlier processes' epochs included), test
+    metrics and seconds (of this process)."""
+    from mnistlab import checkpoints
     from mnistlab import data as datamod
 
     spec = spec if spec is not None else preset("lab")
@@ -66,7 +74,7 @@ def train(
     if isinstance(data, str):
         data = datamod.load(data)
     start = time.perf_counter()
-    model, history = fit(spec, data, verbose, callbacks)
+    model, history = fit(spec, data, verbose, callbacks, checkpoint)
     trained = time.perf_counter()
     from mnistlab.evaluation import evaluate
 
@@ -81,13 +89,20 @@ def train(
         metrics=metrics,
         seconds=seconds,
         source=data.source,
+        checkpoint=checkpoints.place(checkpoint) if checkpoint is not None else None,
     )
 
 
 def fit(
-    spec: Spec, data: Dataset, verbose: int | str = 0, callbacks: Sequence[Any] = ()
+    spec: Spec,
+    data: Dataset,
+    verbose: int | str = 0,
+    callbacks: Sequence[Any] = (),
+    checkpoint: str | Path | Place | None = None,
 ) -> tuple[Any, dict[str, list[float]]]:
-    """The model of `spec`, fitted on `data`'s training set, and its per-epoch history."""
+    """The model of `spec`, fitted on `data`'s training set, and its per-epoch history; from
+    and with a checkpoint if `checkpoint` is given (see `train`)."""
+    from mnistlab import checkpoints
     from mnistlab.augment import AugmentedImages
     from mnistlab.callbacks import EpochTimer
     from mnistlab.data import preprocess
@@ -99,10 +114,22 @@ def fit(
     steps = math.ceil(fitted / spec.batch_size)
     model = build(spec, steps, steps_per_execution=steps_per_call(steps, verbose))
     timer = EpochTimer()
-    fit_options = dict(epochs=spec.epochs, verbose=verbose, callbacks=[timer, *callbacks])
+    keeper = None
+    if checkpoint is not None:
+        keeper = checkpoints.Keeper(checkpoints.place(checkpoint), spec, data, timer)
+        keeper.restore(model)
+        callbacks = [keeper, *callbacks]
+    fit_options = dict(
+        epochs=spec.epochs,
+        initial_epoch=keeper.epochs if keeper else 0,
+        verbose=verbose,
+        callbacks=[timer, *callbacks],
+    )
     if spec.shift or spec.rotate or spec.elastic or spec.flip:
         x = x_train[:fitted]
         augmented = AugmentedImages(x, y_train[:fitted], spec)
+        if keeper:
+            keeper.augmented = augmented
         held_out = (
             (preprocess(x_train[fitted:]), y_train[fitted:]) if fitted < len(x_train) else None
         )
@@ -117,4 +144,4 @@ def fit(
         )
     history = {k: [float(v) for v in vs] for k, vs in result.history.items()}
     history["seconds"] = timer.seconds
-    return model, history
+    return model, keeper.history if keeper else history

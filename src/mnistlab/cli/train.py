@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,10 @@ def summary(preset_name: str, hidden: str | None, **overrides: Any) -> None:
 @click.command()
 @dataset_option
 @spec_options
-@out_folder("Run folder to write (default: runs/DATASET-PRESET-TIME).")
+@out_folder(
+    "Run folder to write (default: runs/DATASET-PRESET-TIME). Training keeps a checkpoint "
+    "beside it (.NAME.checkpoint): the same command run again after a stop goes on from there."
+)
 @data_options
 def train(
     dataset: str,
@@ -64,8 +68,10 @@ def train(
 
 def run_training(spec: Spec, data: Dataset, out: Path) -> Run:
     """Train with Keras's progress shown (a bar on a terminal, a line per epoch otherwise),
-    save the run, say how it did."""
+    from and with a checkpoint beside `out`, save the run, say how it did."""
     from mnistlab import backend
+    from mnistlab.checkpoints import CheckpointWarning
+    from mnistlab.runs import checkpoint_path
     from mnistlab.training import train
 
     name = backend.use(spec.backend)
@@ -75,8 +81,17 @@ def run_training(spec: Spec, data: Dataset, out: Path) -> Run:
         f"hidden {list(spec.hidden)}, dropout {spec.dropout}, {plural(spec.epochs, 'epoch')}, "
         f"batch {spec.batch_size}, seed {spec.seed}"
     )
-    run = train(spec, data, verbose=1 if on_terminal() else 2)
-    run.save(out)
+    checkpoint = checkpoint_path(out)
+    try:
+        with warnings.catch_warnings():  # resuming, or a checkpoint not used: said at once
+            warnings.simplefilter("always", CheckpointWarning)
+            warnings.showwarning = lambda message, *args, **kwargs: log(str(message))
+            run = train(spec, data, verbose=1 if on_terminal() else 2, checkpoint=checkpoint)
+    except KeyboardInterrupt:
+        if checkpoint.exists():
+            log(f"\n{checkpoint} keeps the epochs done: the same command with --out {out} goes on")
+        raise
+    run.save(out)  # and removes the checkpoint
     say(
         f"Test accuracy: {run.accuracy:.2%}  (loss {run.metrics['loss']:.4f}; "
         f"trained in {run.seconds['train']:.1f} s)"

@@ -248,8 +248,8 @@ def make_engine(
             callbacks.append(
                 EpochLine(f"  {folder.parent.name} seed {spec.seed}", spec.epochs, on_epoch)
             )
-        run = train(spec, data, callbacks=callbacks)
-        run.save(folder)
+        run = train(spec, data, callbacks=callbacks, checkpoint=runs.checkpoint_path(folder))
+        run.save(folder)  # and removes the checkpoint
         return run.metrics
 
     yield local(data, train_run)

@@ -3,7 +3,9 @@ engine, each run recorded as it ends.
 
 A sweep folder holds one ordinary run folder per variant and seed (`runs/VARIANT/seed-N`),
 each written atomically as it ends, so a sweep that is stopped in any way resumes by skipping
-the finished runs. A run that fails is recorded in `failed/` and the sweep goes on.
+the finished runs; a run that was stopped goes on from its checkpoint, beside its folder
+(`runs/VARIANT/.seed-N.checkpoint`, see `checkpoints`), which both engines keep in the sweep
+folder. A run that fails is recorded in `failed/` and the sweep goes on.
 
 `sweep` plans, skips and records; an engine only makes the runs it is handed: `local` here,
 one after another in this process, or `ray_engine.engine`, as Ray tasks on a cluster.
@@ -157,6 +159,7 @@ def sweep_locked(
         folder = folders.run(variant.name, seed)
         if finished(folder, spec):
             folders.failure(variant.name, seed).unlink(missing_ok=True)  # it ran since
+            folders.checkpoint(variant.name, seed).unlink(missing_ok=True)  # killed as it saved
             metrics = runs.read_meta(folder)["metrics"]
             event = Event("skipped", variant.name, seed, index, len(plan), metrics["accuracy"])
             events.append(event)
