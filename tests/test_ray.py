@@ -1,11 +1,13 @@
-"""The Ray engine on a Ray cluster the test starts on 127.0.0.1 (`ray start --head` with two
-CPUs: two worker processes), on the tiny synthetic data set: the same table as the local
-engine, and a worker killed mid-sweep. Marked `ray`: each test starts Ray processes, so they
-run once, on the default backend (see run-tests)."""
+"""The Ray engine on a cluster of two machines that the tests start on this one, on 127.0.0.1
+(`ray start --head` and `ray start --address`, one CPU each, with a token of their own), on the
+tiny synthetic data set: the same table as the local engine; and a worker killed mid-sweep on a
+Ray instance the sweep starts. Marked `ray`: each test starts Ray processes, so they run once,
+on the default backend (see run-tests)."""
 
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -35,6 +37,37 @@ ONE_VARIANT = """
     [[variants]]
     name = "base"
 """
+RAY = str(Path(sys.executable).parent / "ray")
+TOKEN = secrets.token_hex(16)
+# What Ray reads once, when it is first imported, in this process (a driver, or the instance a
+# sweep starts here) and the nodes started here:
+# - a token of their own, rather than the one Ray keeps in ~/.ray, which any other Ray on the
+#   machine may replace;
+# - Ray on 127.0.0.1 only, as this project's machines require: Ray 2.60 on Linux otherwise
+#   replaces 127.0.0.1 by the machine's address and listens on every interface;
+# - nodes that stop at once when told, rather than draining for 30 s.
+RAY_ENV = {
+    "RAY_AUTH_MODE": "token",
+    "RAY_AUTH_TOKEN": TOKEN,
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+}
+# A second node: `ray start --address` refuses to start one with
+# RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 ("not supported on Windows and OSX"), and with 1 turns
+# --node-ip-address 127.0.0.1 into the machine's address; here it keeps 127.0.0.1 as given.
+SECOND_NODE = (
+    "import sys; import ray._private.services as s; s.resolve_ip_for_localhost = lambda h: h; "
+    "from ray.scripts.scripts import main; sys.exit(main())"
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_env():
+    assert "ray" not in sys.modules  # so that Ray reads RAY_ENV (the tests import it later)
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in RAY_ENV.items():
+            env.setenv(name, value)
+        yield
 
 
 def free_port() -> int:
@@ -45,60 +78,116 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """The address of a one-machine Ray cluster with 2 CPUs, started and stopped here."""
-    # A token of its own, for the head and this process (the driver), rather than the one
-    # Ray keeps in ~/.ray, which any other Ray on the machine may replace. Ray reads it when
-    # it is first imported, so nothing here imports Ray before (the command does, later).
-    assert "ray" not in sys.modules
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("RAY_AUTH_MODE", "token")
-        env.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
-        yield from start_head()
-
-
-def start_head():
+    """The address of a Ray cluster of two machines with one CPU each, both on this one: a
+    head and a second node, each a `ray start --block` in a process group of its own, stopped
+    here with the workers they started."""
     # Ray's socket paths must fit in 107 bytes: a short folder of our own, not pytest's.
     temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
     port = free_port()
-    ports = [f"--{name}={free_port()}" for name in ("dashboard-agent-listen-port",)]
-    head = subprocess.Popen(
+    address = f"127.0.0.1:{port}"
+    nodes = []
+    try:
+        nodes.append(
+            ray_start(
+                "--head",
+                f"--port={port}",
+                "--include-dashboard=false",
+                f"--ray-client-server-port={free_port()}",
+                f"--temp-dir={temp}",
+            )
+        )
+        wait_until(lambda: answers(port), nodes, "the Ray head did not start in 60 s")
+        nodes.append(ray_start(f"--address={address}", cluster_mode=True))
+        wait_until(lambda: machines(address) == 2, nodes, "the second node did not join in 60 s")
+        yield address
+    finally:
+        stop(nodes)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def ray_start(*args: str, cluster_mode: bool = False) -> subprocess.Popen:
+    """A Ray node on 127.0.0.1 with one CPU, until it is stopped."""
+    command = [sys.executable, "-c", SECOND_NODE] if cluster_mode else [RAY]
+    return subprocess.Popen(
         [
-            str(Path(sys.executable).parent / "ray"),
+            *command,
             "start",
-            "--head",
             "--block",
             "--node-ip-address=127.0.0.1",
-            f"--port={port}",
-            "--num-cpus=2",
-            "--include-dashboard=false",
+            "--num-cpus=1",
             "--disable-usage-stats",
-            f"--temp-dir={temp}",
-            *ports,
+            f"--dashboard-agent-listen-port={free_port()}",
+            *args,
         ],
+        env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"} if cluster_mode else None,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its processes form a group, stopped together below
     )
+
+
+def wait_until(ready, nodes: list[subprocess.Popen], message: str) -> None:
+    deadline = time.monotonic() + 60
+    while not ready():
+        assert all(n.poll() is None for n in nodes), "a `ray start` exited"
+        assert time.monotonic() < deadline, message
+        time.sleep(0.5)
+
+
+def answers(port: int) -> bool:
     try:
-        deadline = time.monotonic() + 60
-        while True:  # until the head's GCS answers on its port
-            assert head.poll() is None, "ray start --head exited"
-            assert time.monotonic() < deadline, "the Ray head did not start in 60 s"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.5)
-        yield f"127.0.0.1:{port}"
-    finally:
-        head.terminate()  # `ray start --block` stops what it started (in 4 s here)
-        try:
-            head.wait(timeout=30)
-        finally:
-            with contextlib.suppress(ProcessLookupError):  # anything of its group left over
-                os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
-        shutil.rmtree(temp, ignore_errors=True)
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def machines(address: str) -> int:
+    """The number of machines `ray status` counts as active in the cluster."""
+    status = subprocess.run(
+        [RAY, "status", f"--address={address}"], capture_output=True, text=True, timeout=30
+    ).stdout
+    active = status.partition("Active:")[2].partition("Pending:")[0]
+    return len(re.findall(r"\bnode_[0-9a-f]+", active))
+
+
+def stop(nodes: list[subprocess.Popen]) -> None:
+    """Stop the nodes, their process groups, and the workers they started, which Ray puts in
+    process groups of their own: every process whose raylet was one of the nodes'."""
+    raylets = {pid for node in nodes for pid in group(node.pid)}
+    workers = [pid for pid in processes() if environ(pid).get("RAY_RAYLET_PID") in raylets]
+    for node in nodes:
+        node.terminate()  # `ray start --block` stops what it started
+    for node in nodes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            node.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):  # anything of its group left over
+            os.killpg(node.pid, signal.SIGKILL)
+        node.wait()
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def processes() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def group(pgid: int) -> set[str]:
+    found = set()
+    for pid in processes():
+        with contextlib.suppress(OSError, IndexError):
+            if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                found.add(str(pid))
+    return found
+
+
+def environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(v.decode(errors="replace").partition("=")[::2] for v in raw.split(b"\0") if v)
 
 
 @pytest.fixture
@@ -149,14 +238,14 @@ def running_tasks() -> list[int]:
     """Process ids of Ray workers under this process that are running a run now (Ray titles
     a worker `ray::FUNCTION` while it runs a task, `ray::IDLE` otherwise)."""
     found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and descends_from(int(proc.name), os.getpid()):
+    for pid in processes():
+        if descends_from(pid, os.getpid()):
             try:
-                title = (proc / "cmdline").read_bytes().split(b"\0")[0]
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
             except OSError:
                 continue
             if title.startswith(b"ray::train_task"):
-                found.append(int(proc.name))
+                found.append(pid)
     return found
 
 
