@@ -1,8 +1,9 @@
 """The Ray engine on a cluster of two machines that the tests start on this one, on 127.0.0.1
 (`ray start --head` and `ray start --address`, one CPU each, with a token of their own), on the
-tiny synthetic data set: the same table as the local engine; and a worker killed mid-sweep on a
-Ray instance the sweep starts. Marked `ray`: each test starts Ray processes, so they run once,
-on the default backend (see run-tests)."""
+tiny synthetic data set: the same table as the local engine, a driver without the token or
+with nothing at its address; and a worker killed mid-sweep on a Ray instance the sweep starts.
+Marked `ray`: each test starts Ray processes, so they run once, on the default backend (see
+run-tests)."""
 
 import contextlib
 import json
@@ -38,9 +39,10 @@ ONE_VARIANT = """
     name = "base"
 """
 RAY = str(Path(sys.executable).parent / "ray")
+DRIVER = Path(__file__).with_name("ray_driver.py")
 TOKEN = secrets.token_hex(16)
 # What Ray reads once, when it is first imported, in this process (a driver, or the instance a
-# sweep starts here) and the nodes started here:
+# sweep starts here), the nodes and the drivers started here:
 # - a token of their own, rather than the one Ray keeps in ~/.ray, which any other Ray on the
 #   machine may replace;
 # - Ray on 127.0.0.1 only, as this project's machines require: Ray 2.60 on Linux otherwise
@@ -202,6 +204,20 @@ def experiment(*args: str):
     return CliRunner().invoke(cli.cli, ["experiment", *args])
 
 
+def driver(*args: str, home: Path, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:
+    """`mnistlab ARGS` in a process of its own (tests/ray_driver.py), with this process's Ray
+    settings less its token and RAY_AUTH_MODE, plus `env`; `home` as its home folder, so that
+    it sees no ~/.ray/auth_token but one put there."""
+    base = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    return subprocess.run(
+        [sys.executable, str(DRIVER), *args],
+        env={**base, "HOME": str(home), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def without_seconds(results: dict) -> dict:
     """results.json less what differs between two sweeps of the same runs: the time taken."""
     rows = [{k: v for k, v in row.items() if k != "mean_seconds"} for row in results["rows"]]
@@ -232,6 +248,63 @@ def test_the_ray_engine_gives_the_local_engines_table(tmp_path, grid, cluster):
 
 def runs_of(out: Path, variant: str, seed: int) -> Path:
     return out / "runs" / variant / f"seed-{seed}"
+
+
+@pytest.mark.parametrize(
+    ("env", "problem", "fix"),
+    [
+        ({}, "wants a token, and this machine has none", "(from `ray get-auth-token` on the head)"),
+        (
+            {"RAY_AUTH_TOKEN": "not-the-token"},
+            "refused the token in RAY_AUTH_TOKEN",
+            "use the head's: set RAY_AUTH_TOKEN=...",
+        ),
+        (
+            {"RAY_AUTH_TOKEN": TOKEN, "RAY_AUTH_MODE": "disabled"},
+            "wants a token, and RAY_AUTH_MODE=disabled here sends none",
+            "unset RAY_AUTH_MODE or set it to token",
+        ),
+    ],
+    ids=["no token", "wrong token", "tokens turned off"],
+)
+def test_a_driver_without_the_clusters_token_is_told_how_to_get_it(
+    tmp_path, cluster, env, problem, fix
+):
+    """At once, in one line, where Ray would retry for 20 s, a warning a second, then blame
+    the address."""
+    grid = write(tmp_path, ONE_VARIANT, "grid.toml")
+    args = ["experiment", str(grid), "--engine", "ray", "--address", cluster]
+    result = driver(*args, home=tmp_path, **env)
+    assert result.returncode == 2, result.stderr
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert error.startswith(f"error: the Ray cluster at {cluster} {problem}. ")
+    assert fix in error
+    assert result.stderr.count("Failed to get cluster ID") <= 2  # one a try: Ray's own warning
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_driver_with_the_token_in_its_file_joins(tmp_path, cluster):
+    """The token in ~/.ray/auth_token, as on the head, and no RAY_AUTH_MODE: Ray would not
+    send it."""
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text(TOKEN)
+    grid = write(tmp_path, ONE_VARIANT, "grid.toml")
+    out = tmp_path / "out"
+    args = ["experiment", str(grid), "--seeds", "1", "--out", str(out), "--engine", "ray"]
+    result = driver(*args, "--address", cluster, home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "[1/1] base seed 1: " in result.stdout + result.stderr
+    assert runs.read_meta(runs_of(out, "base", 1))["spec"]["seed"] == 1
+
+
+def test_nothing_answering_at_the_address_is_said_at_once(tmp_path):
+    port = free_port()  # closed again: nothing listens there
+    address = f"127.0.0.1:{port}"
+    args = [str(write(tmp_path, GOOD)), "--out", str(tmp_path / "out"), "--engine", "ray"]
+    result = experiment(*args, "--address", address)
+    assert result.exit_code == 2
+    assert f"error: nothing answers at 127.0.0.1:{port} (Connection refused). " in result.output
 
 
 def running_tasks() -> list[int]:

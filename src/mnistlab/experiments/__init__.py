@@ -203,6 +203,8 @@ def check_engine(engine: str, address: str | None, cpus_per_run: float, retries:
         from mnistlab.experiments import ray_engine
 
         ray_engine.ray_module()  # installed? Said before the data is loaded
+        if address is not None:
+            ray_engine.reach(address)  # answers, and lets this process in?
 
 
 def one_backend(plan: Experiment) -> str | None:

@@ -12,6 +12,10 @@ plan, resuming and failure records are the sweep's own, the same as the local en
 worker that dies takes only its running task with it: Ray runs that task again `retries`
 times, then the run is recorded as failed and the rest of the sweep goes on.
 
+Joining a cluster fails fast with the fix, where `ray.init` would retry for 20 s and then
+blame the address (`reach`): nothing answers there, or the cluster wants a token this machine
+does not have.
+
 Ray is an optional extra (`pip install 'mnistlab[ray]'`); every machine of a cluster needs
 mnistlab installed with the same versions, since the workers import it.
 """
@@ -20,6 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import tempfile
 import time
 import warnings
@@ -34,6 +40,10 @@ from mnistlab.experiments.sweep import Engine, Job, Outcome, failed
 from mnistlab.spec import Spec
 
 INSTALL = "install it with: pip install 'mnistlab[ray]'"
+TOKEN_FIX = (
+    "set RAY_AUTH_TOKEN=... (from `ray get-auth-token` on the head) or put it in ~/.ray/auth_token"
+)
+REACH_SECONDS = 5  # for the head's port to answer: a cluster on a network answers in far less
 
 
 def ray_module() -> Any:
@@ -44,11 +54,101 @@ def ray_module() -> Any:
     return ray
 
 
+def reach(address: str) -> None:
+    """Make sure the Ray cluster at `address` (HOST:PORT) answers and lets this process in,
+    in a second rather than after `ray.init`'s 20 s of retries, or say what is wrong.
+
+    Ray 2.60 clusters want a token when their head has one (`ray get-auth-token`), but a
+    driver given an address sends it only when RAY_AUTH_MODE=token is set, even on the head.
+    A driver with a token at hand and no RAY_AUTH_MODE of its own is switched to token mode
+    here, for the rest of the process, as `ray.init` does when it starts a cluster."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # "auto", a Ray Client address (ray://): Ray's own errors say it
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_SECONDS).close()
+    except OSError as e:
+        raise MnistlabError(
+            f"nothing answers at {address} ({e.strerror or e})",
+            "start Ray there with `ray start --head --port PORT`, or check --address",
+        ) from None
+    ray = ray_module()
+    mode = os.environ.get("RAY_AUTH_MODE")
+    tokens_on = ray._raylet.get_authentication_mode() == ray._raylet.AuthenticationMode.TOKEN
+    if tokens_on and not has_token(ray):  # Ray would abort the process, not raise
+        raise MnistlabError(
+            f"RAY_AUTH_MODE={mode} here, but this machine has no Ray token", TOKEN_FIX
+        )
+    if lets_in(ray, address):
+        return
+    if mode is not None and not tokens_on:
+        raise MnistlabError(
+            f"the Ray cluster at {address} wants a token, and RAY_AUTH_MODE={mode} here sends none",
+            f"unset RAY_AUTH_MODE or set it to token, and {TOKEN_FIX}",
+        )
+    if not tokens_on:
+        if not has_token(ray):
+            raise MnistlabError(
+                f"the Ray cluster at {address} wants a token, and this machine has none",
+                TOKEN_FIX,
+            )
+        token_mode(ray)
+        if lets_in(ray, address):
+            return
+    raise MnistlabError(
+        f"the Ray cluster at {address} refused the token in {token_source()}",
+        f"use the head's: {TOKEN_FIX}",
+    )
+
+
+def has_token(ray: Any) -> bool:
+    """Whether Ray finds a token on this machine (RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH
+    names, else ~/.ray/auth_token), looking again rather than at what it found before."""
+    loader = ray._raylet.AuthenticationTokenLoader.instance()
+    loader.reset_cache()
+    try:
+        return bool(loader.has_token(ignore_auth_mode=True))
+    except ray.exceptions.AuthenticationError:  # RAY_AUTH_TOKEN_PATH names an unreadable file
+        return False
+
+
+def token_source() -> str:
+    """Where Ray takes this machine's token from, in the order it looks."""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return "RAY_AUTH_TOKEN"
+    return os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token"
+
+
+def token_mode(ray: Any) -> None:
+    """Send this machine's token from now on, as `ray.init` does for a cluster of its own
+    (ray/_private/authentication/authentication_token_setup.py)."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    ray._raylet.Config.initialize("")
+    ray._raylet.AuthenticationTokenLoader.instance().reset_cache()
+
+
+def lets_in(ray: Any, address: str) -> bool:
+    """Whether the cluster's head takes this process's token (or none): one try of what
+    `ray.init` tries 20 times, a second apart, whatever the answer."""
+    try:
+        ray._raylet.GcsClient(address=address)
+    except ray.exceptions.AuthenticationError:
+        return False
+    except ray.exceptions.RayError as e:
+        raise MnistlabError(
+            f"the Ray cluster at {address} does not answer ({e})",
+            "check that `ray start --head` runs there, with this version of Ray",
+        ) from None
+    return True
+
+
 @contextlib.contextmanager
 def connect(address: str | None, backend_name: str) -> Iterator[None]:
     """Join the Ray cluster at `address`, or start a Ray instance on this machine with its
     cores when `address` is None; disconnect (and stop what was started) afterwards."""
     ray = ray_module()
+    if address is not None:
+        reach(address)
     options: dict[str, Any] = {
         # Workers start with the sweep's Keras backend: Keras reads it once, at import.
         "runtime_env": {"env_vars": {"KERAS_BACKEND": backend_name, "TF_CPP_MIN_LOG_LEVEL": "2"}},
@@ -65,6 +165,8 @@ def connect(address: str | None, backend_name: str) -> Iterator[None]:
             # tell apart from a bare fork
             warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
             ray.init(address=address, **options)
+    except ray.exceptions.AuthenticationError as e:  # `reach` said what it could: Ray's words
+        raise MnistlabError(f"Ray refused this process ({e.message})", TOKEN_FIX) from None
     except ConnectionError as e:
         raise MnistlabError(
             f"could not join the Ray cluster at {address} ({e})",
