@@ -1,9 +1,9 @@
 """The Ray engine on a cluster of two machines that the tests start on this one, on 127.0.0.1
 (`ray start --head` and `ray start --address`, one CPU each, with a token of their own), on the
-tiny synthetic data set: the same table as the local engine, a driver without the token or
-with nothing at its address; and a worker killed mid-sweep on a Ray instance the sweep starts.
-Marked `ray`: each test starts Ray processes, so they run once, on the default backend (see
-run-tests)."""
+tiny synthetic data set: the same table as the local engine, runs that no machine has the
+CPUs for, a driver without the token or with nothing at its address; and a worker killed
+mid-sweep on a Ray instance the sweep starts. Marked `ray`: each test starts Ray processes, so
+they run once, on the default backend (see run-tests)."""
 
 import contextlib
 import json
@@ -248,6 +248,21 @@ def test_the_ray_engine_gives_the_local_engines_table(tmp_path, grid, cluster):
 
 def runs_of(out: Path, variant: str, seed: int) -> Path:
     return out / "runs" / variant / f"seed-{seed}"
+
+
+def test_runs_that_no_machine_has_the_cpus_for_are_refused(tmp_path, cluster):
+    """Two CPUs in the cluster, one a machine: Ray would wait for a machine with two forever."""
+    grid = write(tmp_path, ONE_VARIANT, "grid.toml")
+    args = ["experiment", str(grid), "--out", str(tmp_path / "out"), "--engine", "ray"]
+    args += ["--address", cluster, "--cpus-per-run", "2"]
+    result = driver(*args, home=tmp_path, timeout=120, RAY_AUTH_TOKEN=TOKEN)
+    assert result.returncode == 2, result.stderr
+    assert (
+        "error: each run asks for 2 CPUs, but the largest of the Ray cluster's 2 machines has 1."
+        " give --cpus-per-run 1 or less"
+    ) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "runs").exists()
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,8 @@ times, then the run is recorded as failed and the rest of the sweep goes on.
 
 Joining a cluster fails fast with the fix, where `ray.init` would retry for 20 s and then
 blame the address (`reach`): nothing answers there, or the cluster wants a token this machine
-does not have.
+does not have. A run that asks for more CPUs than any machine of the cluster has, which Ray
+would keep waiting for, is refused before any is started.
 
 Ray is an optional extra (`pip install 'mnistlab[ray]'`); every machine of a cluster needs
 mnistlab installed with the same versions, since the workers import it.
@@ -190,11 +191,31 @@ def train_task(spec: Spec, data: Dataset) -> tuple[dict[str, Any], dict, float]:
         return run.metrics, runs.pack(folder), time.perf_counter() - start
 
 
+def check_cpus(ray: Any, cpus_per_run: float) -> None:
+    """Refuse runs that no machine of the cluster has the CPUs for: Ray would wait for such a
+    machine forever, saying nothing. A cluster that can add machines (one made by Ray's
+    cluster launcher, which leaves ~/ray_bootstrap_config.yaml on its head, as Ray Tune
+    checks) may be waiting for one; it is not refused."""
+    alive_nodes = [n for n in ray.nodes() if n.get("Alive")]
+    largest = max((float(n.get("Resources", {}).get("CPU", 0)) for n in alive_nodes), default=0)
+    if cpus_per_run <= largest or Path("~/ray_bootstrap_config.yaml").expanduser().exists():
+        return
+    machines = f"{len(alive_nodes)} machine{'s' if len(alive_nodes) != 1 else ''}"
+    raise MnistlabError(
+        f"each run asks for {cpus_per_run:g} CPUs, but the largest of the Ray cluster's "
+        f"{machines} has {largest:g}",
+        f"give --cpus-per-run {largest:g} or less"
+        if largest > 0
+        else "start Ray with CPUs on a machine of the cluster (`ray start --num-cpus N`)",
+    )
+
+
 def engine(data: Dataset, cpus_per_run: float = 1, retries: int = 1) -> Engine:
     """An engine that runs every job as a Ray task needing `cpus_per_run` CPUs, as many at a
     time as the cluster has CPUs for, each run again up to `retries` times if its worker
-    dies. Call it inside `connect()`."""
+    dies. Call it inside `connect()`: it refuses `cpus_per_run` beyond every machine's."""
     ray = ray_module()
+    check_cpus(ray, cpus_per_run)
     task = ray.remote(train_task).options(
         num_cpus=cpus_per_run, max_retries=retries, retry_exceptions=False
     )
