@@ -295,9 +295,10 @@ def test_experiment_and_compare_from_the_command_line(tmp_path, fake_data):
         cli.cli, ["experiment", str(write(tmp_path, GOOD)), "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert "[1/4] base seed 1: " in result.output
-    assert "[4/4] wide seed 2: " in result.output
-    assert "Best: **" in result.output
+    assert "[1/4] base seed 1: " in result.stderr  # progress is status
+    assert "[4/4] wide seed 2: " in result.stderr
+    assert result.stdout.splitlines()[:2] == ["", "# Experiment tiny"]  # the results alone
+    assert "Best: **" in result.stdout
     for name in ("results.md", "results.csv", "results.json", "accuracy.png"):
         assert (out / name).stat().st_size > 0
     results = json.loads((out / "results.json").read_text())

@@ -1,9 +1,9 @@
 """The Ray engine on a cluster of two machines that the tests start on this one, on 127.0.0.1
 (`ray start --head` and `ray start --address`, one CPU each, with a token of their own), on the
 tiny synthetic data set: the same table as the local engine, runs that no machine has the
-CPUs for, a driver without the token or with nothing at its address; and a worker killed
-mid-sweep on a Ray instance the sweep starts. Marked `ray`: each test starts Ray processes, so
-they run once, on the default backend (see run-tests)."""
+CPUs for, a driver without the token or with nothing at its address, what the command prints
+on stdout; and a worker killed mid-sweep on a Ray instance the sweep starts. Marked `ray`:
+each test starts Ray processes, so they run once, on the default backend (see run-tests)."""
 
 import contextlib
 import json
@@ -299,9 +299,10 @@ def test_a_driver_without_the_clusters_token_is_told_how_to_get_it(
     assert result.stdout == ""
 
 
-def test_a_driver_with_the_token_in_its_file_joins(tmp_path, cluster):
+def test_a_driver_with_the_token_in_its_file_joins_and_prints_only_results(tmp_path, cluster):
     """The token in ~/.ray/auth_token, as on the head, and no RAY_AUTH_MODE: Ray would not
-    send it."""
+    send it. Its stdout holds the results alone: Ray's messages and the progress are status,
+    on stderr."""
     (tmp_path / ".ray").mkdir()
     (tmp_path / ".ray" / "auth_token").write_text(TOKEN)
     grid = write(tmp_path, ONE_VARIANT, "grid.toml")
@@ -309,7 +310,12 @@ def test_a_driver_with_the_token_in_its_file_joins(tmp_path, cluster):
     args = ["experiment", str(grid), "--seeds", "1", "--out", str(out), "--engine", "ray"]
     result = driver(*args, "--address", cluster, home=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "[1/1] base seed 1: " in result.stdout + result.stderr
+    assert "[1/1] base seed 1: " in result.stderr
+    assert result.stdout.splitlines()[:2] == ["", "# Experiment grid"]
+    assert result.stdout.rstrip().endswith("results.csv, results.json, accuracy.png")
+    for line in result.stdout.splitlines():
+        assert not re.match(r"\[?\d{4}-\d\d-\d\d", line), line  # Ray's log lines
+        assert not re.search(r"\b(INFO|WARNING|ERROR) \w+\.py:\d+|\(raylet\)|\[\d+/\d+\]", line)
     assert runs.read_meta(runs_of(out, "base", 1))["spec"]["seed"] == 1
 
 
@@ -349,10 +355,11 @@ def descends_from(pid: int, ancestor: int) -> bool:
     return False
 
 
-def test_a_killed_worker_loses_only_its_run_and_the_rerun_completes(tmp_path, grid, tiny):
+def test_a_killed_worker_loses_only_its_run_and_the_rerun_completes(tmp_path, grid, tiny, capfd):
     """On a Ray instance the sweep starts here (no address), with no retries: the run whose
-    worker is killed is recorded as failed; the finished ones are kept. Three runs on two
-    workers: when the first ends, the second is running and is killed, the third runs."""
+    worker is killed is recorded as failed, and Ray's word of it is on stderr; the finished
+    ones are kept. Three runs on two workers: when the first ends, the second is running and
+    is killed, the third runs."""
     grid.write_text(textwrap.dedent(ONE_VARIANT))
     out = tmp_path / "sweep"
     killed = []
@@ -383,6 +390,9 @@ def test_a_killed_worker_loses_only_its_run_and_the_rerun_completes(tmp_path, gr
     kept = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/seed-*/run.json")}
     assert len(kept) == 2
     assert first.runs == 2
+    printed = capfd.readouterr()
+    assert "(raylet)" not in printed.out  # Ray's word on the dead worker is status
+    assert "(raylet)" in printed.err
 
     events = []
     again = ex.run_experiment(grid, out=out, data=tiny, engine="ray", progress=events.append)

@@ -27,12 +27,14 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from mnistlab import runs
 from mnistlab.data import Dataset
@@ -146,7 +148,8 @@ def lets_in(ray: Any, address: str) -> bool:
 @contextlib.contextmanager
 def connect(address: str | None, backend_name: str) -> Iterator[None]:
     """Join the Ray cluster at `address`, or start a Ray instance on this machine with its
-    cores when `address` is None; disconnect (and stop what was started) afterwards."""
+    cores when `address` is None; disconnect (and stop what was started) afterwards. While
+    connected, what Ray prints goes to stderr (`StatusOnStderr`)."""
     ray = ray_module()
     if address is not None:
         reach(address)
@@ -161,7 +164,7 @@ def connect(address: str | None, backend_name: str) -> Iterator[None]:
         options["include_dashboard"] = False
         options["_node_ip_address"] = "127.0.0.1"
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
             # Ray starts its processes by fork and exec, which JAX's warning on fork cannot
             # tell apart from a bare fork
             warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
@@ -173,10 +176,37 @@ def connect(address: str | None, backend_name: str) -> Iterator[None]:
             f"could not join the Ray cluster at {address} ({e})",
             "start it with `ray start --head` on that machine, or check --address",
         ) from e
+    status = StatusOnStderr(sys.stdout)
+    sys.stdout = status
     try:
         yield
     finally:
-        ray.shutdown()
+        if sys.stdout is status:
+            sys.stdout = status.stdout
+        with contextlib.redirect_stdout(sys.stderr):  # the messages Ray held back, if any
+            ray.shutdown()
+
+
+class StatusOnStderr:
+    """`sys.stdout` while Ray is connected. Ray's driver prints the cluster's messages (a
+    worker died, a task that cannot be scheduled) to stdout from threads of its own; they are
+    status, so they go to stderr, and stdout keeps only what the program prints itself."""
+
+    RAY_THREADS = ("ray_listen_error_messages", "ray_print_logs")  # ray/_private/worker.py
+
+    def __init__(self, stdout: TextIO) -> None:
+        self.stdout = stdout
+
+    def write(self, text: str) -> int:
+        ray_thread = threading.current_thread().name in self.RAY_THREADS
+        return (sys.stderr if ray_thread else self.stdout).write(text)
+
+    def flush(self) -> None:
+        self.stdout.flush()
+        sys.stderr.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stdout, name)
 
 
 def train_task(spec: Spec, data: Dataset) -> tuple[dict[str, Any], dict, float]:
