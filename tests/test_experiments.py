@@ -3,6 +3,7 @@
 import json
 import math
 import re
+import socket
 import textwrap
 
 import keras
@@ -305,6 +306,9 @@ def test_experiment_and_compare_from_the_command_line(tmp_path, fake_data):
     assert results["seeds"] == [1, 2]
     assert [r["variant"] for r in results["rows"]] == ["base", "wide"]
     assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    meta = runs.read_meta(out / "runs" / "wide" / "seed-2")
+    assert meta["trained_on"] == {"engine": "local", "hostname": socket.gethostname()}
+    assert runs.load(out / "runs" / "wide" / "seed-2").meta["trained_on"] == meta["trained_on"]
 
     again = CliRunner().invoke(
         cli.cli, ["experiment", str(write(tmp_path, GOOD)), "--out", str(out)]

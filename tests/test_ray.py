@@ -1,9 +1,10 @@
 """The Ray engine on a cluster of two machines that the tests start on this one, on 127.0.0.1
 (`ray start --head` and `ray start --address`, one CPU each, with a token of their own), on the
-tiny synthetic data set: the same table as the local engine, runs that no machine has the
-CPUs for, a driver without the token or with nothing at its address, what the command prints
-on stdout; and a worker killed mid-sweep on a Ray instance the sweep starts. Marked `ray`:
-each test starts Ray processes, so they run once, on the default backend (see run-tests)."""
+tiny synthetic data set: the same table as the local engine, the machine and the task named in
+each run, runs that no machine has the CPUs for, a driver without the token or with nothing at
+its address, what the command prints on stdout; and a worker killed mid-sweep on a Ray
+instance the sweep starts. Marked `ray`: each test starts Ray processes, so they run once, on
+the default backend (see run-tests)."""
 
 import contextlib
 import json
@@ -244,6 +245,14 @@ def test_the_ray_engine_gives_the_local_engines_table(tmp_path, grid, cluster):
             # the folder came back whole: the model loads and gives the same test accuracy
             model = runs.load(runs_of(tmp_path / "ray", variant, seed)).model
             assert model.count_params() == metas[0]["parameters"]
+            # the machine that made it, and the Ray task, named after the run
+            assert metas[0]["trained_on"] == {"engine": "local", "hostname": socket.gethostname()}
+            made = metas[1]["trained_on"]
+            assert made["engine"] == "ray"
+            assert made["node"] == "127.0.0.1"
+            assert made["hostname"] == socket.gethostname()
+            assert re.fullmatch("[0-9a-f]{56}", made["node_id"])
+            assert made["task"] == f"{variant} seed {seed}"
 
 
 def runs_of(out: Path, variant: str, seed: int) -> Path:
@@ -316,7 +325,7 @@ def test_a_driver_with_the_token_in_its_file_joins_and_prints_only_results(tmp_p
     for line in result.stdout.splitlines():
         assert not re.match(r"\[?\d{4}-\d\d-\d\d", line), line  # Ray's log lines
         assert not re.search(r"\b(INFO|WARNING|ERROR) \w+\.py:\d+|\(raylet\)|\[\d+/\d+\]", line)
-    assert runs.read_meta(runs_of(out, "base", 1))["spec"]["seed"] == 1
+    assert runs.read_meta(runs_of(out, "base", 1))["trained_on"]["task"] == "base seed 1"
 
 
 def test_nothing_answering_at_the_address_is_said_at_once(tmp_path):
@@ -329,8 +338,9 @@ def test_nothing_answering_at_the_address_is_said_at_once(tmp_path):
 
 
 def running_tasks() -> list[int]:
-    """Process ids of Ray workers under this process that are running a run now (Ray titles
-    a worker `ray::FUNCTION` while it runs a task, `ray::IDLE` otherwise)."""
+    """Process ids of Ray workers under this process that are making a run now (Ray titles a
+    worker `ray::TASK` while it runs a task, `ray::IDLE` otherwise; a run's task is named
+    `VARIANT seed N`)."""
     found = []
     for pid in processes():
         if descends_from(pid, os.getpid()):
@@ -338,7 +348,7 @@ def running_tasks() -> list[int]:
                 title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
             except OSError:
                 continue
-            if title.startswith(b"ray::train_task"):
+            if re.fullmatch(rb"ray::\S+ seed \d+", title):
                 found.append(pid)
     return found
 

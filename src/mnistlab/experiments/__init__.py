@@ -13,6 +13,7 @@ what is not finished, record, tabulate and write the results files.
 from __future__ import annotations
 
 import contextlib
+import socket
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -247,6 +248,7 @@ def make_engine(
                 EpochLine(f"  {folder.parent.name} seed {spec.seed}", spec.epochs, on_epoch)
             )
         run = train(spec, data, callbacks=callbacks)
+        run.info["trained_on"] = {"engine": "local", "hostname": socket.gethostname()}
         run.save(folder)
         return run.metrics
 

@@ -3,14 +3,16 @@
     with ray_engine.connect(address, backend):
         events = experiments.sweep(plan, out, ray_engine.engine(data), report)
 
-Each run (variant x seed) is one Ray task. The driver loads and verifies the data set once and
-puts it into Ray's object store, which holds one copy per machine that its workers read without
-copying, so a worker needs neither a data cache nor a network of its own. A task trains into a
-temporary folder on its worker and sends the run folder's files back; the driver writes them
-into the sweep folder atomically (`runs.unpack`), so no shared file system is needed and the
-plan, resuming and failure records are the sweep's own, the same as the local engine's. A
-worker that dies takes only its running task with it: Ray runs that task again `retries`
-times, then the run is recorded as failed and the rest of the sweep goes on.
+Each run (variant x seed) is one Ray task, named after its run ("wide-256 seed 2") so that
+`ray list tasks`, the dashboard and `ps` show which run a worker is making. The driver loads
+and verifies the data set once and puts it into Ray's object store, which holds one copy per
+machine that its workers read without copying, so a worker needs neither a data cache nor a
+network of its own. A task trains into a temporary folder on its worker and sends the run
+folder's files back; the driver writes them into the sweep folder atomically (`runs.unpack`),
+so no shared file system is needed and the plan, resuming and failure records are the sweep's
+own, the same as the local engine's. Each run's `run.json` names the machine that trained it
+(`trained_on`). A worker that dies takes only its running task with it: Ray runs that task
+again `retries` times, then the run is recorded as failed and the rest of the sweep goes on.
 
 Joining a cluster fails fast with the fix, where `ray.init` would retry for 20 s and then
 blame the address (`reach`): nothing answers there, or the cluster wants a token this machine
@@ -210,13 +212,24 @@ class StatusOnStderr:
 
 
 def train_task(spec: Spec, data: Dataset) -> tuple[dict[str, Any], dict, float]:
-    """On a worker: train, evaluate and save a run in a temporary folder; return its test
-    metrics, the folder's files and the seconds taken."""
+    """On a worker: train, evaluate and save a run in a temporary folder, its `run.json`
+    naming the machine and the task; return its test metrics, the folder's files and the
+    seconds taken."""
+    import ray
+
     from mnistlab.training import train
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mnistlab-run-") as tmp:
         run = train(spec, data)
+        context = ray.get_runtime_context()
+        run.info["trained_on"] = {
+            "engine": "ray",
+            "node": ray.util.get_node_ip_address(),
+            "hostname": socket.gethostname(),
+            "node_id": context.get_node_id(),
+            "task": context.get_task_name(),
+        }
         folder = run.save(Path(tmp) / "run")
         return run.metrics, runs.pack(folder), time.perf_counter() - start
 
@@ -246,15 +259,21 @@ def engine(data: Dataset, cpus_per_run: float = 1, retries: int = 1) -> Engine:
     dies. Call it inside `connect()`: it refuses `cpus_per_run` beyond every machine's."""
     ray = ray_module()
     check_cpus(ray, cpus_per_run)
-    task = ray.remote(train_task).options(
-        num_cpus=cpus_per_run, max_retries=retries, retry_exceptions=False
-    )
+    task = ray.remote(train_task)
 
     def run(jobs: Sequence[Job]) -> Iterator[Outcome]:
         if not jobs:
             return
         shared = ray.put(data)  # once; each machine fetches it once
-        pending = {task.remote(job.spec, shared): (job, time.perf_counter()) for job in jobs}
+        pending = {
+            task.options(
+                num_cpus=cpus_per_run,
+                max_retries=retries,
+                retry_exceptions=False,
+                name=f"{job.variant} seed {job.spec.seed}",
+            ).remote(job.spec, shared): (job, time.perf_counter())
+            for job in jobs
+        }
         try:
             while pending:
                 [ready], _ = ray.wait(list(pending), num_returns=1)
