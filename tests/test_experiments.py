@@ -2,8 +2,11 @@
 
 import json
 import math
+import os
 import re
 import socket
+import subprocess
+import tempfile
 import textwrap
 
 import keras
@@ -266,6 +269,23 @@ def test_a_packed_run_folder_is_written_back_whole_or_not_at_all(tmp_path):
     assert not (tmp_path / "other").exists()
     assert sorted(p.name for p in (tmp_path / "sweep" / "runs" / "base").iterdir()) == ["seed-1"]
     assert not list(tmp_path.glob(".other*"))  # no temporary folder left
+
+
+def test_a_ray_task_removes_what_killed_workers_left_in_the_temporary_folder(tmp_path, monkeypatch):
+    """A worker killed while saving a run leaves its folder; the next task on the machine
+    removes it, and leaves those of the workers still alive."""
+    from mnistlab.experiments import ray_engine
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    child = subprocess.Popen(["true"])
+    child.wait()  # a process id that no process has now
+    dead = tmp_path / f"mnistlab-run-{child.pid}-abc"
+    living = tmp_path / f"mnistlab-run-{os.getpid()}-abc"
+    other = tmp_path / "mnistlab-run-abc"  # not named as mnistlab names them: not ours
+    for folder in (dead, living, other):
+        (folder / "run").mkdir(parents=True)
+    ray_engine.clear_stale_temp()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([living.name, other.name])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -365,13 +365,25 @@ def descends_from(pid: int, ancestor: int) -> bool:
     return False
 
 
-def test_a_killed_worker_loses_only_its_run_and_the_rerun_completes(tmp_path, grid, tiny, capfd):
+@pytest.fixture
+def short_temp():
+    """A temporary folder of a test's own, short enough for Ray's socket paths (107 bytes)."""
+    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    yield temp
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_killed_worker_loses_only_its_run_and_the_rerun_completes(
+    tmp_path, grid, tiny, monkeypatch, capfd, short_temp
+):
     """On a Ray instance the sweep starts here (no address), with no retries: the run whose
     worker is killed is recorded as failed, and Ray's word of it is on stderr; the finished
-    ones are kept. Three runs on two workers: when the first ends, the second is running and
-    is killed, the third runs."""
+    ones are kept, and nothing of the killed one is left in the temporary folder of its
+    machine. Three runs on two workers: when the first ends, the second is running and is
+    killed, the third runs."""
     grid.write_text(textwrap.dedent(ONE_VARIANT))
     out = tmp_path / "sweep"
+    monkeypatch.setenv("TMPDIR", str(short_temp))  # the workers' temporary folder, and Ray's
     killed = []
 
     def kill_a_worker_after_the_first_run(event):
@@ -392,6 +404,7 @@ def test_a_killed_worker_loses_only_its_run_and_the_rerun_completes(tmp_path, gr
         progress=kill_a_worker_after_the_first_run,
     )
     assert killed
+    assert not list(short_temp.glob("mnistlab-run-*"))
     [failed] = first.failed
     assert "Worker" in failed and "died" in failed.lower()
     [failure] = (out / "failed").iterdir()
@@ -400,6 +413,7 @@ def test_a_killed_worker_loses_only_its_run_and_the_rerun_completes(tmp_path, gr
     kept = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/seed-*/run.json")}
     assert len(kept) == 2
     assert first.runs == 2
+    assert not list(out.glob("runs/*/.seed-*"))  # no temporary folder in the sweep folder
     printed = capfd.readouterr()
     assert "(raylet)" not in printed.out  # Ray's word on the dead worker is status
     assert "(raylet)" in printed.err

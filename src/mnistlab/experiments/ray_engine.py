@@ -7,12 +7,13 @@ Each run (variant x seed) is one Ray task, named after its run ("wide-256 seed 2
 `ray list tasks`, the dashboard and `ps` show which run a worker is making. The driver loads
 and verifies the data set once and puts it into Ray's object store, which holds one copy per
 machine that its workers read without copying, so a worker needs neither a data cache nor a
-network of its own. A task trains into a temporary folder on its worker and sends the run
-folder's files back; the driver writes them into the sweep folder atomically (`runs.unpack`),
-so no shared file system is needed and the plan, resuming and failure records are the sweep's
-own, the same as the local engine's. Each run's `run.json` names the machine that trained it
-(`trained_on`). A worker that dies takes only its running task with it: Ray runs that task
-again `retries` times, then the run is recorded as failed and the rest of the sweep goes on.
+network of its own. A task trains in memory, then saves the run in a temporary folder on its
+worker and sends the folder's files back; the driver writes them into the sweep folder
+atomically (`runs.unpack`), so no shared file system is needed and the plan, resuming and
+failure records are the sweep's own, the same as the local engine's. Each run's `run.json`
+names the machine that trained it (`trained_on`). A worker that dies takes only its running
+task with it: Ray runs that task again `retries` times, then the run is recorded as failed and
+the rest of the sweep goes on.
 
 Joining a cluster fails fast with the fix, where `ray.init` would retry for 20 s and then
 blame the address (`reach`): nothing answers there, or the cluster wants a token this machine
@@ -28,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -49,6 +51,7 @@ TOKEN_FIX = (
     "set RAY_AUTH_TOKEN=... (from `ray get-auth-token` on the head) or put it in ~/.ray/auth_token"
 )
 REACH_SECONDS = 5  # for the head's port to answer: a cluster on a network answers in far less
+TEMP_PREFIX = "mnistlab-run-"  # + the worker's process id + "-": a task's temporary run folder
 
 
 def ray_module() -> Any:
@@ -212,26 +215,50 @@ class StatusOnStderr:
 
 
 def train_task(spec: Spec, data: Dataset) -> tuple[dict[str, Any], dict, float]:
-    """On a worker: train, evaluate and save a run in a temporary folder, its `run.json`
-    naming the machine and the task; return its test metrics, the folder's files and the
-    seconds taken."""
+    """On a worker: train and evaluate a run, save it in a temporary folder; return its test
+    metrics, the folder's files and the seconds taken. The folder exists only while the run
+    is saved, so a worker killed while training (nearly all of a task's time) leaves nothing;
+    one killed while saving leaves a folder that the next task on its machine removes."""
     import ray
 
     from mnistlab.training import train
 
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="mnistlab-run-") as tmp:
-        run = train(spec, data)
-        context = ray.get_runtime_context()
-        run.info["trained_on"] = {
-            "engine": "ray",
-            "node": ray.util.get_node_ip_address(),
-            "hostname": socket.gethostname(),
-            "node_id": context.get_node_id(),
-            "task": context.get_task_name(),
-        }
-        folder = run.save(Path(tmp) / "run")
-        return run.metrics, runs.pack(folder), time.perf_counter() - start
+    clear_stale_temp()
+    run = train(spec, data)
+    context = ray.get_runtime_context()
+    run.info["trained_on"] = {
+        "engine": "ray",
+        "node": ray.util.get_node_ip_address(),
+        "hostname": socket.gethostname(),
+        "node_id": context.get_node_id(),
+        "task": context.get_task_name(),
+    }
+    tmp = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-")
+    try:
+        files = runs.pack(run.save(Path(tmp) / "run"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return run.metrics, files, time.perf_counter() - start
+
+
+def clear_stale_temp() -> None:
+    """Remove the temporary run folders of workers on this machine that were killed while
+    saving (their process is gone)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*-*"):
+        pid = folder.name.removeprefix(TEMP_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        pass
+    return True
 
 
 def check_cpus(ray: Any, cpus_per_run: float) -> None:
