@@ -25,11 +25,15 @@ def synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-@pytest.fixture(scope="session")
-def tiny() -> Dataset:
+def tiny_dataset() -> Dataset:
     """400 training and 100 test images of 10 classes, named as MNIST so that runs trained on
     them answer as MNIST runs do."""
     return Dataset(synthetic(400, 0), synthetic(100, 1), CLASS_NAMES, "synthetic", "mnist")
+
+
+@pytest.fixture(scope="session")
+def tiny() -> Dataset:
+    return tiny_dataset()
 
 
 @pytest.fixture(scope="session")

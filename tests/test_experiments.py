@@ -2,7 +2,11 @@
 
 import json
 import math
+import os
 import re
+import socket
+import subprocess
+import tempfile
 import textwrap
 
 import keras
@@ -267,6 +271,23 @@ def test_a_packed_run_folder_is_written_back_whole_or_not_at_all(tmp_path):
     assert not list(tmp_path.glob(".other*"))  # no temporary folder left
 
 
+def test_a_ray_task_removes_what_killed_workers_left_in_the_temporary_folder(tmp_path, monkeypatch):
+    """A worker killed while saving a run leaves its folder; the next task on the machine
+    removes it, and leaves those of the workers still alive."""
+    from mnistlab.experiments import ray_engine
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    child = subprocess.Popen(["true"])
+    child.wait()  # a process id that no process has now
+    dead = tmp_path / f"mnistlab-run-{child.pid}-abc"
+    living = tmp_path / f"mnistlab-run-{os.getpid()}-abc"
+    other = tmp_path / "mnistlab-run-abc"  # not named as mnistlab names them: not ours
+    for folder in (dead, living, other):
+        (folder / "run").mkdir(parents=True)
+    ray_engine.clear_stale_temp()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([living.name, other.name])
+
+
 # ---------------------------------------------------------------------------------------------
 # The command line
 
@@ -295,15 +316,19 @@ def test_experiment_and_compare_from_the_command_line(tmp_path, fake_data):
         cli.cli, ["experiment", str(write(tmp_path, GOOD)), "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert "[1/4] base seed 1: " in result.output
-    assert "[4/4] wide seed 2: " in result.output
-    assert "Best: **" in result.output
+    assert "[1/4] base seed 1: " in result.stderr  # progress is status
+    assert "[4/4] wide seed 2: " in result.stderr
+    assert result.stdout.splitlines()[:2] == ["", "# Experiment tiny"]  # the results alone
+    assert "Best: **" in result.stdout
     for name in ("results.md", "results.csv", "results.json", "accuracy.png"):
         assert (out / name).stat().st_size > 0
     results = json.loads((out / "results.json").read_text())
     assert results["seeds"] == [1, 2]
     assert [r["variant"] for r in results["rows"]] == ["base", "wide"]
     assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    meta = runs.read_meta(out / "runs" / "wide" / "seed-2")
+    assert meta["trained_on"] == {"engine": "local", "hostname": socket.gethostname()}
+    assert runs.load(out / "runs" / "wide" / "seed-2").meta["trained_on"] == meta["trained_on"]
 
     again = CliRunner().invoke(
         cli.cli, ["experiment", str(write(tmp_path, GOOD)), "--out", str(out)]

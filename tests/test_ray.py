@@ -1,12 +1,16 @@
-"""The Ray engine on a Ray cluster the test starts on 127.0.0.1 (`ray start --head` with two
-CPUs: two worker processes), on the tiny synthetic data set: the same table as the local
-engine, a worker killed mid-sweep, and runs that go on from their checkpoints on the driver's
-machine, a task run again after its worker died too. Marked `ray`: each test starts Ray
-processes, so they run once, on the default backend (see run-tests)."""
+"""The Ray engine on a cluster of two machines that the tests start on this one, on 127.0.0.1
+(`ray start --head` and `ray start --address`, one CPU each, with a token of their own), on the
+tiny synthetic data set: the same table as the local engine, the machine and the task named in
+each run, runs that no machine has the CPUs for, a driver without the token or with nothing at
+its address, what the command prints on stdout; a worker killed mid-sweep on a Ray instance
+the sweep starts; and runs that go on from their checkpoints on the driver's machine, a task
+run again after its worker died too. Marked `ray`: each test starts Ray processes, so they run
+once, on the default backend (see run-tests)."""
 
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -42,6 +46,38 @@ ONE_VARIANT = """
     [[variants]]
     name = "base"
 """
+RAY = str(Path(sys.executable).parent / "ray")
+DRIVER = Path(__file__).with_name("ray_driver.py")
+TOKEN = secrets.token_hex(16)
+# What Ray reads once, when it is first imported, in this process (a driver, or the instance a
+# sweep starts here), the nodes and the drivers started here:
+# - a token of their own, rather than the one Ray keeps in ~/.ray, which any other Ray on the
+#   machine may replace;
+# - Ray on 127.0.0.1 only, as this project's machines require: Ray 2.60 on Linux otherwise
+#   replaces 127.0.0.1 by the machine's address and listens on every interface;
+# - nodes that stop at once when told, rather than draining for 30 s.
+RAY_ENV = {
+    "RAY_AUTH_MODE": "token",
+    "RAY_AUTH_TOKEN": TOKEN,
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+}
+# A second node: `ray start --address` refuses to start one with
+# RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 ("not supported on Windows and OSX"), and with 1 turns
+# --node-ip-address 127.0.0.1 into the machine's address; here it keeps 127.0.0.1 as given.
+SECOND_NODE = (
+    "import sys; import ray._private.services as s; s.resolve_ip_for_localhost = lambda h: h; "
+    "from ray.scripts.scripts import main; sys.exit(main())"
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_env():
+    assert "ray" not in sys.modules  # so that Ray reads RAY_ENV (the tests import it later)
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in RAY_ENV.items():
+            env.setenv(name, value)
+        yield
 
 
 def free_port() -> int:
@@ -52,60 +88,116 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """The address of a one-machine Ray cluster with 2 CPUs, started and stopped here."""
-    # A token of its own, for the head and this process (the driver), rather than the one
-    # Ray keeps in ~/.ray, which any other Ray on the machine may replace. Ray reads it when
-    # it is first imported, so nothing here imports Ray before (the command does, later).
-    assert "ray" not in sys.modules
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("RAY_AUTH_MODE", "token")
-        env.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
-        yield from start_head()
-
-
-def start_head():
+    """The address of a Ray cluster of two machines with one CPU each, both on this one: a
+    head and a second node, each a `ray start --block` in a process group of its own, stopped
+    here with the workers they started."""
     # Ray's socket paths must fit in 107 bytes: a short folder of our own, not pytest's.
     temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
     port = free_port()
-    ports = [f"--{name}={free_port()}" for name in ("dashboard-agent-listen-port",)]
-    head = subprocess.Popen(
+    address = f"127.0.0.1:{port}"
+    nodes = []
+    try:
+        nodes.append(
+            ray_start(
+                "--head",
+                f"--port={port}",
+                "--include-dashboard=false",
+                f"--ray-client-server-port={free_port()}",
+                f"--temp-dir={temp}",
+            )
+        )
+        wait_until(lambda: answers(port), nodes, "the Ray head did not start in 60 s")
+        nodes.append(ray_start(f"--address={address}", cluster_mode=True))
+        wait_until(lambda: machines(address) == 2, nodes, "the second node did not join in 60 s")
+        yield address
+    finally:
+        stop(nodes)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def ray_start(*args: str, cluster_mode: bool = False) -> subprocess.Popen:
+    """A Ray node on 127.0.0.1 with one CPU, until it is stopped."""
+    command = [sys.executable, "-c", SECOND_NODE] if cluster_mode else [RAY]
+    return subprocess.Popen(
         [
-            str(Path(sys.executable).parent / "ray"),
+            *command,
             "start",
-            "--head",
             "--block",
             "--node-ip-address=127.0.0.1",
-            f"--port={port}",
-            "--num-cpus=2",
-            "--include-dashboard=false",
+            "--num-cpus=1",
             "--disable-usage-stats",
-            f"--temp-dir={temp}",
-            *ports,
+            f"--dashboard-agent-listen-port={free_port()}",
+            *args,
         ],
+        env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"} if cluster_mode else None,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its processes form a group, stopped together below
     )
+
+
+def wait_until(ready, nodes: list[subprocess.Popen], message: str) -> None:
+    deadline = time.monotonic() + 60
+    while not ready():
+        assert all(n.poll() is None for n in nodes), "a `ray start` exited"
+        assert time.monotonic() < deadline, message
+        time.sleep(0.5)
+
+
+def answers(port: int) -> bool:
     try:
-        deadline = time.monotonic() + 60
-        while True:  # until the head's GCS answers on its port
-            assert head.poll() is None, "ray start --head exited"
-            assert time.monotonic() < deadline, "the Ray head did not start in 60 s"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.5)
-        yield f"127.0.0.1:{port}"
-    finally:
-        head.terminate()  # `ray start --block` stops what it started (in 4 s here)
-        try:
-            head.wait(timeout=30)
-        finally:
-            with contextlib.suppress(ProcessLookupError):  # anything of its group left over
-                os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
-        shutil.rmtree(temp, ignore_errors=True)
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def machines(address: str) -> int:
+    """The number of machines `ray status` counts as active in the cluster."""
+    status = subprocess.run(
+        [RAY, "status", f"--address={address}"], capture_output=True, text=True, timeout=30
+    ).stdout
+    active = status.partition("Active:")[2].partition("Pending:")[0]
+    return len(re.findall(r"\bnode_[0-9a-f]+", active))
+
+
+def stop(nodes: list[subprocess.Popen]) -> None:
+    """Stop the nodes, their process groups, and the workers they started, which Ray puts in
+    process groups of their own: every process whose raylet was one of the nodes'."""
+    raylets = {pid for node in nodes for pid in group(node.pid)}
+    workers = [pid for pid in processes() if environ(pid).get("RAY_RAYLET_PID") in raylets]
+    for node in nodes:
+        node.terminate()  # `ray start --block` stops what it started
+    for node in nodes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            node.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):  # anything of its group left over
+            os.killpg(node.pid, signal.SIGKILL)
+        node.wait()
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def processes() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def group(pgid: int) -> set[str]:
+    found = set()
+    for pid in processes():
+        with contextlib.suppress(OSError, IndexError):
+            if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                found.add(str(pid))
+    return found
+
+
+def environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(v.decode(errors="replace").partition("=")[::2] for v in raw.split(b"\0") if v)
 
 
 @pytest.fixture
@@ -118,6 +210,20 @@ def grid(tmp_path, monkeypatch, tiny):
 
 def experiment(*args: str):
     return CliRunner().invoke(cli.cli, ["experiment", *args])
+
+
+def driver(*args: str, home: Path, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:
+    """`mnistlab ARGS` in a process of its own (tests/ray_driver.py), with this process's Ray
+    settings less its token and RAY_AUTH_MODE, plus `env`; `home` as its home folder, so that
+    it sees no ~/.ray/auth_token but one put there."""
+    base = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    return subprocess.run(
+        [sys.executable, str(DRIVER), *args],
+        env={**base, "HOME": str(home), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def without_seconds(results: dict) -> dict:
@@ -146,24 +252,111 @@ def test_the_ray_engine_gives_the_local_engines_table(tmp_path, grid, cluster):
             # the folder came back whole: the model loads and gives the same test accuracy
             model = runs.load(runs_of(tmp_path / "ray", variant, seed)).model
             assert model.count_params() == metas[0]["parameters"]
+            # the machine that made it, and the Ray task, named after the run
+            assert metas[0]["trained_on"] == {"engine": "local", "hostname": socket.gethostname()}
+            made = metas[1]["trained_on"]
+            assert made["engine"] == "ray"
+            assert made["node"] == "127.0.0.1"
+            assert made["hostname"] == socket.gethostname()
+            assert re.fullmatch("[0-9a-f]{56}", made["node_id"])
+            assert made["task"] == f"{variant} seed {seed}"
 
 
 def runs_of(out: Path, variant: str, seed: int) -> Path:
     return out / "runs" / variant / f"seed-{seed}"
 
 
+def test_runs_that_no_machine_has_the_cpus_for_are_refused(tmp_path, cluster):
+    """Two CPUs in the cluster, one a machine: Ray would wait for a machine with two forever."""
+    grid = write(tmp_path, ONE_VARIANT, "grid.toml")
+    args = ["experiment", str(grid), "--out", str(tmp_path / "out"), "--engine", "ray"]
+    args += ["--address", cluster, "--cpus-per-run", "2"]
+    result = driver(*args, home=tmp_path, timeout=120, RAY_AUTH_TOKEN=TOKEN)
+    assert result.returncode == 2, result.stderr
+    assert (
+        "error: each run asks for 2 CPUs, but the largest of the Ray cluster's 2 machines has 1."
+        " give --cpus-per-run 1 or less"
+    ) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "problem", "fix"),
+    [
+        ({}, "wants a token, and this machine has none", "(from `ray get-auth-token` on the head)"),
+        (
+            {"RAY_AUTH_TOKEN": "not-the-token"},
+            "refused the token in RAY_AUTH_TOKEN",
+            "use the head's: set RAY_AUTH_TOKEN=...",
+        ),
+        (
+            {"RAY_AUTH_TOKEN": TOKEN, "RAY_AUTH_MODE": "disabled"},
+            "wants a token, and RAY_AUTH_MODE=disabled here sends none",
+            "unset RAY_AUTH_MODE or set it to token",
+        ),
+    ],
+    ids=["no token", "wrong token", "tokens turned off"],
+)
+def test_a_driver_without_the_clusters_token_is_told_how_to_get_it(
+    tmp_path, cluster, env, problem, fix
+):
+    """At once, in one line, where Ray would retry for 20 s, a warning a second, then blame
+    the address."""
+    grid = write(tmp_path, ONE_VARIANT, "grid.toml")
+    args = ["experiment", str(grid), "--engine", "ray", "--address", cluster]
+    result = driver(*args, home=tmp_path, **env)
+    assert result.returncode == 2, result.stderr
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert error.startswith(f"error: the Ray cluster at {cluster} {problem}. ")
+    assert fix in error
+    assert result.stderr.count("Failed to get cluster ID") <= 2  # one a try: Ray's own warning
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_driver_with_the_token_in_its_file_joins_and_prints_only_results(tmp_path, cluster):
+    """The token in ~/.ray/auth_token, as on the head, and no RAY_AUTH_MODE: Ray would not
+    send it. Its stdout holds the results alone: Ray's messages and the progress are status,
+    on stderr."""
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text(TOKEN)
+    grid = write(tmp_path, ONE_VARIANT, "grid.toml")
+    out = tmp_path / "out"
+    args = ["experiment", str(grid), "--seeds", "1", "--out", str(out), "--engine", "ray"]
+    result = driver(*args, "--address", cluster, home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "[1/1] base seed 1: " in result.stderr
+    assert result.stdout.splitlines()[:2] == ["", "# Experiment grid"]
+    assert result.stdout.rstrip().endswith("results.csv, results.json, accuracy.png")
+    for line in result.stdout.splitlines():
+        assert not re.match(r"\[?\d{4}-\d\d-\d\d", line), line  # Ray's log lines
+        assert not re.search(r"\b(INFO|WARNING|ERROR) \w+\.py:\d+|\(raylet\)|\[\d+/\d+\]", line)
+    assert runs.read_meta(runs_of(out, "base", 1))["trained_on"]["task"] == "base seed 1"
+
+
+def test_nothing_answering_at_the_address_is_said_at_once(tmp_path):
+    port = free_port()  # closed again: nothing listens there
+    address = f"127.0.0.1:{port}"
+    args = [str(write(tmp_path, GOOD)), "--out", str(tmp_path / "out"), "--engine", "ray"]
+    result = experiment(*args, "--address", address)
+    assert result.exit_code == 2
+    assert f"error: nothing answers at 127.0.0.1:{port} (Connection refused). " in result.output
+
+
 def running_tasks() -> list[int]:
-    """Process ids of Ray workers under this process that are running a run now (Ray titles
-    a worker `ray::FUNCTION` while it runs a task, `ray::IDLE` otherwise)."""
+    """Process ids of Ray workers under this process that are making a run now (Ray titles a
+    worker `ray::TASK` while it runs a task, `ray::IDLE` otherwise; a run's task is named
+    `VARIANT seed N`)."""
     found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and descends_from(int(proc.name), os.getpid()):
+    for pid in processes():
+        if descends_from(pid, os.getpid()):
             try:
-                title = (proc / "cmdline").read_bytes().split(b"\0")[0]
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
             except OSError:
                 continue
-            if title.startswith(b"ray::train_task"):
-                found.append(int(proc.name))
+            if re.fullmatch(rb"ray::\S+ seed \d+", title):
+                found.append(pid)
     return found
 
 
@@ -179,12 +372,25 @@ def descends_from(pid: int, ancestor: int) -> bool:
     return False
 
 
-def test_a_killed_worker_loses_only_its_run_and_the_rerun_completes(tmp_path, grid, tiny):
+@pytest.fixture
+def short_temp():
+    """A temporary folder of a test's own, short enough for Ray's socket paths (107 bytes)."""
+    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    yield temp
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_killed_worker_loses_only_its_run_and_the_rerun_completes(
+    tmp_path, grid, tiny, monkeypatch, capfd, short_temp
+):
     """On a Ray instance the sweep starts here (no address), with no retries: the run whose
-    worker is killed is recorded as failed; the finished ones are kept. Three runs on two
-    workers: when the first ends, the second is running and is killed, the third runs."""
+    worker is killed is recorded as failed, and Ray's word of it is on stderr; the finished
+    ones are kept, and nothing of the killed one is left in the temporary folder of its
+    machine. Three runs on two workers: when the first ends, the second is running and is
+    killed, the third runs."""
     grid.write_text(textwrap.dedent(ONE_VARIANT))
     out = tmp_path / "sweep"
+    monkeypatch.setenv("TMPDIR", str(short_temp))  # the workers' temporary folder, and Ray's
     killed = []
 
     def kill_a_worker_after_the_first_run(event):
@@ -205,6 +411,7 @@ def test_a_killed_worker_loses_only_its_run_and_the_rerun_completes(tmp_path, gr
         progress=kill_a_worker_after_the_first_run,
     )
     assert killed
+    assert not list(short_temp.glob("mnistlab-run-*"))
     [failed] = first.failed
     assert "Worker" in failed and "died" in failed.lower()
     [failure] = (out / "failed").iterdir()
@@ -213,6 +420,10 @@ def test_a_killed_worker_loses_only_its_run_and_the_rerun_completes(tmp_path, gr
     kept = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/seed-*/run.json")}
     assert len(kept) == 2
     assert first.runs == 2
+    assert not list(out.glob("runs/*/.seed-*"))  # no temporary folder in the sweep folder
+    printed = capfd.readouterr()
+    assert "(raylet)" not in printed.out  # Ray's word on the dead worker is status
+    assert "(raylet)" in printed.err
 
     events = []
     again = ex.run_experiment(grid, out=out, data=tiny, engine="ray", progress=events.append)

@@ -46,6 +46,10 @@ META_FILE = "run.json"
 HISTORY_JSON = "history.json"
 HISTORY_CSV = "history.csv"
 NOT_A_RUN = "pass a folder made by `mnistlab train` or `Run.save`"
+# What `run.json` says of where and how a run was made; `trained_on` (the engine of a sweep and
+# the machine: {"engine": "ray", "node": IP, "hostname": ..., "node_id": ..., "task": ...})
+# is written by the sweep's engines
+INFO_KEYS = ("backend", "device", "versions", "created", "trained_on")
 
 
 @dataclass
@@ -226,7 +230,7 @@ def load(path: str | Path) -> Run:
         metrics=dict(meta["metrics"]),
         seconds=dict(meta.get("seconds", {})),
         source=str(meta.get("data_source", "")),
-        info={k: meta[k] for k in ("backend", "device", "versions", "created") if k in meta},
+        info={k: meta[k] for k in INFO_KEYS if k in meta},
         path=path,
     )
 

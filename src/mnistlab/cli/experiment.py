@@ -3,6 +3,7 @@ differences hold up."""
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -123,7 +124,7 @@ def experiment(
     plan = ex.resolve(experiment, seed_count)
     out = out or ex.default_out(plan)
     planned = ex.plan_runs(plan, out)
-    say(
+    (say if dry_run else log)(  # the plan is what --dry-run answers; else status, as progress
         f"Experiment {plan.name}: {plural(len(plan.variants), 'variant')} x "
         f"{plural(len(plan.seeds), 'seed')} {list(plan.seeds)} on {plan.dataset} = "
         f"{plural(len(planned), 'run')}, into {out}"
@@ -148,7 +149,7 @@ def experiment(
             tensorboard=tensorboard_dir,
             mlflow=mlflow_uri,
             progress=shown,
-            on_epoch=say,
+            on_epoch=log,
         )
     print_results(results)
     if tensorboard_dir is not None:
@@ -178,10 +179,10 @@ def print_plan(planned: list[Planned]) -> None:
 
 
 class Lines:
-    """Progress without a terminal: one line per run as it ends, with a counter and the time
-    left: the rough estimates of the runs still to come, scaled by the wall-clock time of this
-    session's runs against their own estimates (so that runs made side by side by the Ray
-    engine count as faster)."""
+    """Progress without a terminal: one line per run as it ends, on stderr as all status, with
+    a counter and the time left: the rough estimates of the runs still to come, scaled by the
+    wall-clock time of this session's runs against their own estimates (so that runs made side
+    by side by the Ray engine count as faster)."""
 
     def __init__(self, planned: list[Planned]) -> None:
         self.estimates = {r.index: r.estimate for r in planned}
@@ -205,7 +206,7 @@ class Lines:
 
     def __call__(self, event: Event) -> None:
         eta = self.eta(event)
-        say(f"[{self.reported}/{event.total}] {describe(event)}{eta}")
+        log(f"[{self.reported}/{event.total}] {describe(event)}{eta}")
 
 
 def describe(event: Event) -> str:
@@ -222,9 +223,10 @@ def progress_shown(planned: list[Planned]) -> Iterator[Any]:
     """A callback for the sweep's events: on a terminal, a bar whose units are the runs'
     estimated seconds, so that the time left it shows is calibrated on the runs finished so
     far; else a line per run."""
-    if not on_terminal():
+    if not sys.stderr.isatty():  # where progress goes
         yield Lines(planned)
         return
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     estimates = {r.index: 0.0 if r.finished else r.estimate for r in planned}
@@ -233,6 +235,7 @@ def progress_shown(planned: list[Planned]) -> Iterator[Any]:
         BarColumn(),
         TextColumn("{task.fields[runs]}"),
         TimeRemainingColumn(),
+        console=Console(stderr=True),  # status: stdout keeps the results table
     )
     with bar:
         task = bar.add_task(

@@ -13,6 +13,7 @@ what is not finished, record, tabulate and write the results files.
 from __future__ import annotations
 
 import contextlib
+import socket
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -207,6 +208,8 @@ def check_engine(engine: str, address: str | None, cpus_per_run: float, retries:
         from mnistlab.experiments import ray_engine
 
         ray_engine.ray_module()  # installed? Said before the data is loaded
+        if address is not None:
+            ray_engine.reach(address)  # answers, and lets this process in?
 
 
 def one_backend(plan: Experiment) -> str | None:
@@ -249,6 +252,7 @@ def make_engine(
                 EpochLine(f"  {folder.parent.name} seed {spec.seed}", spec.epochs, on_epoch)
             )
         run = train(spec, data, callbacks=callbacks, checkpoint=runs.checkpoint_path(folder))
+        run.info["trained_on"] = {"engine": "local", "hostname": socket.gethostname()}
         run.save(folder)  # and removes the checkpoint
         return run.metrics
 
