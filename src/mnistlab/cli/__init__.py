@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from mnistlab.cli import bench, data, experiment, report, serve, train
+from mnistlab.cli import bench, data, experiment, report, serve, train, tune
 from mnistlab.cli.common import Group
 
 
@@ -23,7 +23,7 @@ def cli() -> None:
     """
 
 
-for module in (data, train, experiment, report, serve, bench):
+for module in (data, train, experiment, tune, report, serve, bench):
     for command in module.COMMANDS:
         cli.add_command(command)
 
