@@ -33,6 +33,7 @@ BEST_SPEC = "best-spec.toml"
 FIGURES = ("history.png", "importances.png", "parallel.png", "intermediate.png")
 HEADER = ("trial", "state", "validation accuracy", "test accuracy (not used to choose)")
 AFTER = ("epochs run", "seconds")
+MAX_LEGEND = 12  # entries; the intermediate values' plot names every trial
 
 
 def percent(x: float) -> str:
@@ -159,6 +160,9 @@ def figures(study: optuna.Study, folder: Path) -> dict[str, str]:
             except (ValueError, RuntimeError, ZeroDivisionError) as e:
                 skipped[name] = f"{type(e).__name__}: {e}"
                 continue
+            legend = axes.get_legend()
+            if legend is not None and len(legend.get_texts()) > MAX_LEGEND:
+                legend.remove()  # a name per trial: it would crowd the curves out
             figure = cast("Figure", axes.figure)  # each of these plots is one Axes
             figure.set_size_inches(10, 6)
             write_figure(figure, folder / name)

@@ -97,7 +97,10 @@ def event(trial: optuna.trial.FrozenTrial) -> TrialEvent:
         seconds=trial.duration.total_seconds() if trial.duration else math.nan,
         params=dict(trial.params),
         worker=str(trial.user_attrs.get("worker", "")),
-        error=str(trial.user_attrs.get("error", "")),
+        error=str(
+            trial.user_attrs.get("error", "")
+            or ("its process stopped mid-trial" if trial.state.name == "FAIL" else "")
+        ),
     )
 
 
