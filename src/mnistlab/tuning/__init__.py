@@ -6,7 +6,7 @@ study between worker processes and machines.
     tuned.test_choice.test, tuned.optimism          # what choosing on the test set claims
 
 `space` reads search spaces (`names()` lists the shipped ones), `search` runs the trials of an
-Optuna study (TPE sampling, median pruning on each epoch's validation accuracy) in its storage,
+Optuna study (TPE sampling, pruning on each epoch's validation accuracy) in its storage,
 `outcome` holds what the search found and `report` renders it and writes its files. `tune`
 puts it together: search until the budget is spent, take the trial with the best validation
 accuracy, train its spec on several seeds (an ordinary sweep folder, resumable), test each
@@ -105,8 +105,13 @@ def tune(
     start = time.perf_counter()
     search.run(plan, url, data, Budget(trials, deadline), workers, progress)
     searched = time.perf_counter() - start
+    from optuna.storages import fail_stale_trials
+
     with quiet():
         study = open_study(plan, url)
+        # A trial whose process died (a killed search) is failed now, once its heartbeat is
+        # older than the grace period, and its values queued to be tried again first
+        fail_stale_trials(study)
     events = tuple(event(t) for t in study.get_trials(deepcopy=False) if t.state.is_finished())
     finished = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if not finished:

@@ -1,5 +1,5 @@
 """The search itself: an Optuna study in a storage that every worker shares, TPE sampling,
-and pruning on each epoch's validation accuracy.
+and pruning on each epoch's validation accuracy (Optuna's PercentilePruner).
 
     url = storage_url(None, out)          # sqlite:///OUT/study.db, or a database URL
     run(space, url, data, Budget(trials=20, deadline=None), workers=2, report=print)
@@ -48,6 +48,13 @@ GRACE_SECONDS = 60  # a running trial with no heartbeat for this long has died: 
 # this many finish before it prunes any: a 30-minute search here holds 15 to 30 trials.
 STARTUP_TRIALS = 5
 WARMUP_EPOCHS = 2  # no trial is pruned on its first epochs, when every network is still poor
+# A trial is pruned when its best validation accuracy so far is in the bottom quarter of the
+# finished trials' at the same epoch. Not the median (Optuna's MedianPruner): long, strongly
+# regularised runs start slower, and the median pruner would have pruned at its third epoch
+# the best trial seen on lab-space (98.40% validation after 24 epochs: 97.35% at epoch 3, the
+# median of a 30-minute search's finished trials 97.37%); it pruned 24 of that search's 43
+# trials, 14 of them asking for 12 epochs or more.
+PRUNE_PERCENTILE = 25.0
 FAILURES_IN_A_ROW = 3  # a worker stops when its last trials all failed: something is wrong
 POLL_SECONDS = 2.0  # how often a search with worker processes looks for ended trials
 OBJECTIVE = "validation accuracy after the last epoch"
@@ -178,8 +185,8 @@ def open_study(space: Space, url: str) -> optuna.Study:
         sampler=optuna.samplers.TPESampler(
             n_startup_trials=STARTUP_TRIALS, multivariate=True, constant_liar=True
         ),
-        pruner=optuna.pruners.MedianPruner(
-            n_startup_trials=STARTUP_TRIALS, n_warmup_steps=WARMUP_EPOCHS
+        pruner=optuna.pruners.PercentilePruner(
+            PRUNE_PERCENTILE, n_startup_trials=STARTUP_TRIALS, n_warmup_steps=WARMUP_EPOCHS
         ),
         load_if_exists=True,
     )
