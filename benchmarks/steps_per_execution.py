@@ -3,7 +3,14 @@
     python benchmarks/steps_per_execution.py --backend jax 1 100 1500
 
 Same model, batch 32, adam, validation split 0.2, seed 1; 3 epochs each, the first of which
-pays for tracing and compiling. Prints each epoch's seconds and the test accuracy.
+pays for tracing and compiling. Prints each epoch's seconds and the test accuracy. A setting may
+be given more than once, to alternate them against a machine whose load drifts.
+
+What a progress bar costs (training.steps_per_call): Keras draws it between calls, so compare
+a call per bar update (1500 / BAR_UPDATES steps) with a call per epoch, bar drawn, on a
+terminal (`script` makes one):
+
+    script -q -c "python benchmarks/steps_per_execution.py --verbose 1 75 1500 75 1500" log
 """
 
 import argparse
@@ -15,6 +22,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--backend", default=None)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--verbose", type=int, default=0, help="Keras's: 1 draws the bar")
     parser.add_argument("settings", type=int, nargs="+")
     args = parser.parse_args()
     name = backend.use(args.backend)
@@ -39,7 +47,7 @@ def main() -> None:
             epochs=args.epochs,
             batch_size=32,
             validation_split=0.2,
-            verbose=0,
+            verbose=args.verbose,
             callbacks=[timer],
         )
         accuracy = evaluate(model, *mnist.test)["accuracy"]

@@ -2,12 +2,15 @@
 
 import json
 
+import click
 import keras
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 from mnistlab import cli, data
+from mnistlab.cli.common import DATASETS
+from mnistlab.spec import PRESETS
 
 
 @pytest.fixture
@@ -29,7 +32,7 @@ def fake_data(monkeypatch, tiny):
 
 
 def invoke(runner, *args):
-    return runner.invoke(cli.cli, list(args))
+    return runner.invoke(cli.cli, list(args), prog_name="mnistlab")
 
 
 def test_summary_prints_the_parameter_count(runner):
@@ -54,6 +57,12 @@ def test_summary_prints_the_parameter_count(runner):
         (["summary", "--dropout", "1"], "error: dropout = 1.0 is out of range"),
         (["summary", "--validation-split", "1.5"], "error: validation_split = 1.5 is out of range"),
         (["summary", "--preset", "huge"], "error: Invalid value for '--preset': 'huge' is not"),
+        (
+            ["train", "--shift", "9"],
+            "error: shift = 9 is out of range. shift must be a number of pixels from 0 to 8",
+        ),
+        (["train", "--lr", "0"], "error: learning_rate = 0.0 is out of range"),
+        (["lab", "--epochs", "0"], "error: epochs = 0 is out of range"),
         (["summary", "--epochs", "many"], "'many' is not a valid integer"),
         (["summary", "--colour"], "No such option '--colour'"),
         (["summary", "--backend", "torch"], "'torch' is not one of 'tensorflow', 'jax'"),
@@ -67,6 +76,161 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(runner, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["train", "--epochss", "3"],  # not '--epoch': it is close to '--spec' too
+            "error: No such option '--epochss'. Did you mean '--epochs'? "
+            "See `mnistlab train --help`",
+        ),
+        (["data", "--colour"], "error: No such option '--colour'. See `mnistlab data --help`"),
+        (["evaluate"], "error: Missing argument 'RUN_DIR'. See `mnistlab evaluate --help`"),
+        (
+            ["data", "info"],
+            "error: Missing argument 'DATASET'. Choose from: mnist, fashion-mnist. "
+            "See `mnistlab data info --help`",
+        ),
+        (
+            ["train", "--dataset"],
+            "error: Option '--dataset' requires an argument. See `mnistlab train --help`",
+        ),
+        (
+            ["data", "show", "mnist", "--out"],
+            "error: Option '--out' requires an argument. See `mnistlab data show --help`",
+        ),
+        (
+            ["train", "--preset", "huge"],
+            "error: Invalid value for '--preset': 'huge' is not one of 'lab', 'wide', 'deep', "
+            "'long', 'dropout', 'cnn', 'best', 'fast'. See `mnistlab train --help`",
+        ),
+        (
+            ["data", "verify", "emnist"],
+            "error: Invalid value for 'DATASET': 'emnist' is not one of 'mnist', "
+            "'fashion-mnist'. See `mnistlab data verify --help`",
+        ),
+        (
+            ["summary", "--epochs", "many"],
+            "error: Invalid value for '--epochs': 'many' is not a valid integer. "
+            "See `mnistlab summary --help`",
+        ),
+        (["frobnicate"], "error: No such command 'frobnicate'. See `mnistlab --help`"),
+        (["data", "frob"], "error: No such command 'frob'. See `mnistlab data --help`"),
+        (
+            ["train", "--epochs", "0"],
+            "error: epochs = 0 is out of range. epochs must be from 1 to 1,000",
+        ),
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_command_and_exit_2(runner, args, line):
+    result = invoke(runner, *args)
+    assert result.exit_code == 2
+    assert result.stderr == line + "\n"
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "usage"),
+    [
+        ([], "Usage: mnistlab [OPTIONS] COMMAND [ARGS]..."),
+        (["--help"], "Usage: mnistlab [OPTIONS] COMMAND [ARGS]..."),
+        (["data"], "Usage: mnistlab data [OPTIONS] COMMAND [ARGS]..."),
+        (["data", "-h"], "Usage: mnistlab data [OPTIONS] COMMAND [ARGS]..."),
+        (["data", "show", "--help"], "Usage: mnistlab data show [OPTIONS] DATASET"),
+        (["train", "-h"], "Usage: mnistlab train [OPTIONS]"),
+    ],
+)
+def test_a_group_alone_and_help_print_help_and_exit_0(runner, args, usage):
+    result = invoke(runner, *args)
+    assert result.exit_code == 0
+    assert result.stdout.startswith(usage + "\n")
+    assert result.stderr == ""
+
+
+def test_version_is_the_one_runs_record(runner):
+    from mnistlab.version import __version__
+
+    result = invoke(runner, "--version")
+    assert result.exit_code == 0
+    assert result.stdout == f"mnistlab, version {__version__}\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["data", "show", "mnist", "--index", "-1"], "'--index': -1 is not in the range x>=0"),
+        (["data", "show", "mnist", "--grid", "0"], "'--grid': 0 is not in the range 1<=x<=400"),
+        (["data", "show", "mnist", "--grid", "401"], "'--grid': 401 is not in the range"),
+        (["predict", "RUN", "--index", "-3"], "'--index': -3 is not in the range x>=0"),
+        (["bench", "--epochs", "0"], "'--epochs': 0 is not in the range x>=1"),
+        (["experiment", "lab", "--seeds", "0"], "'--seeds': 0 is not in the range 1<=x<=1000"),
+        (["experiment", "lab", "--seeds", "1001"], "'--seeds': 1001 is not in the range"),
+        (["serve", "RUN", "--port", "0"], "'--port': 0 is not in the range 1<=x<=65535"),
+    ],
+)
+def test_numbers_out_of_range_are_refused_before_any_work(runner, fake_data, args, message):
+    result = invoke(runner, *args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: Invalid value for {message}")
+    assert fake_data == []  # no data set loaded
+
+
+def test_the_grid_limit_is_the_library_s():
+    from mnistlab.cli.common import MAX_GRID
+    from mnistlab.reports.figures import MAX_GRID as LIBRARY_MAX_GRID
+
+    assert MAX_GRID == LIBRARY_MAX_GRID
+
+
+def all_commands(group=None, path=()):
+    """Every command of `mnistlab`, by its path: {("data", "show"): command, ...}."""
+    group = group or cli.cli
+    found = {}
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found |= all_commands(command, (*path, name))
+        else:
+            found[(*path, name)] = command
+    return found
+
+
+def test_out_is_a_folder_except_where_one_file_is_the_point():
+    from mnistlab.cli.common import Folder
+
+    kinds = {
+        " ".join(path): "folder" if isinstance(option.type, Folder) else "file"
+        for path, command in all_commands().items()
+        for option in command.params
+        if option.name == "out"
+    }
+    assert kinds == {
+        "train": "folder",
+        "tune": "folder",
+        "lab": "folder",
+        "predict": "folder",
+        "experiment": "folder",
+        "compare": "folder",
+        "report": "folder",
+        "data show": "file",
+        "notebook": "file",
+    }
+    assert "--out is where a command writes what it makes" in cli.cli.help
+
+
+@pytest.mark.parametrize("command", ["train", "summary"])
+def test_every_spec_field_has_a_flag(command):
+    import dataclasses
+
+    from mnistlab.spec import Spec
+
+    options = {p.name: p for p in cli.cli.commands[command].params}
+    given = cli.cli.commands[command].make_context(command, []).params
+    for field in dataclasses.fields(Spec):
+        assert field.name in options, f"no flag for Spec.{field.name} on mnistlab {command}"
+        assert isinstance(options[field.name], click.Option)
+        assert given[field.name] is None  # not given: the preset's value stands
 
 
 def test_train_evaluate_predict(runner, fake_data, tmp_path, tiny):
@@ -91,14 +255,24 @@ def test_train_evaluate_predict(runner, fake_data, tmp_path, tiny):
     assert report["accuracy"] == pytest.approx(accuracy)
     assert len(report["per_class_accuracy"]) == 10
 
-    result = invoke(runner, "predict", str(out), "--index", "0", "--out", str(tmp_path / "p.png"))
+    result = invoke(runner, "predict", str(out), "--index", "0", "--out", str(tmp_path / "seen"))
     assert result.exit_code == 0, result.output
     label = int(tiny.test[1][0])
     assert f"Actual label: {label}" in result.output
     assert "Model prediction: " in result.output
-    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    figure = tmp_path / "seen" / "prediction-0.png"
+    assert f"Wrote {figure}" in result.output
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    answer = json.loads(invoke(runner, "predict", str(out), "--index", "5", "--json").output)
+    result = invoke(
+        runner, "predict", str(out), "--index", "5", "--json", "--out", str(figure.parent)
+    )
+    answer = json.loads(result.output)
+    assert answer["shown"] == str(tmp_path / "seen" / "prediction-5.png")
+    assert sorted(p.name for p in figure.parent.iterdir()) == [
+        "prediction-0.png",
+        "prediction-5.png",
+    ]
     assert answer["label"] == int(tiny.test[1][5])
     assert sum(answer["probabilities"]) == pytest.approx(1, abs=1e-4)
     assert answer["prediction"] == max(range(10), key=answer["probabilities"].__getitem__)
@@ -161,7 +335,7 @@ def test_data_verify_reports_a_bad_cache(runner, tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert "bad     mnist/t10k-labels-idx1-ubyte" in result.output
     assert "missing mnist/train-images-idx3-ubyte" in result.output
-    assert "error: 1 cached file(s) failed their check" in result.output
+    assert "error: 1 cached file failed its check" in result.output
 
 
 def test_lab_runs_every_step(runner, fake_data, tmp_path):
@@ -193,24 +367,32 @@ def fake_bench(monkeypatch, results):
     monkeypatch.setattr(bench, "run", lambda path, epochs=0: results[path])
 
 
-def test_bench_prints_both_paths_and_the_ratio_of_later_epochs(runner, monkeypatch):
+def test_bench_prints_both_paths_and_the_ratios_of_later_epochs_and_whole_processes(
+    runner, monkeypatch
+):
     timing = {"backend": "jax", "device": "CPU", "parameters": 101_770}
+    plain = {"path": "plain", "seconds": [9.0, 4.0, 4.0], "test_accuracy": 0.97}
+    fast = {"path": "mnistlab", "seconds": [3.0, 0.5, 0.5], "test_accuracy": 0.9712}
     fake_bench(
         monkeypatch,
         {
-            "plain": {**timing, "path": "plain", "seconds": [9.0, 4.0, 4.0], "test_accuracy": 0.97},
-            "mnistlab": {
-                **timing,
-                "path": "mnistlab",
-                "seconds": [3.0, 0.5, 0.5],
-                "test_accuracy": 0.9712,
-            },
+            "plain": timing | plain | {"process_seconds": 24.0},
+            "mnistlab": timing | fast | {"process_seconds": 7.5},
         },
     )
     result = invoke(runner, "bench")
     assert result.exit_code == 0, result.output
     assert "Ratio (plain / mnistlab, seconds per epoch after the first): 8.0x" in result.output
-    assert "97.12%" in result.output
+    assert (
+        "Ratio (plain / mnistlab, whole process of 3 epochs, start to exit): 3.2x" in result.output
+    )
+    assert (
+        "mnistlab   jax         CPU                         3.00s    0.50s    7.50s    97.12%"
+        in result.output
+    )
+    answer = json.loads(invoke(runner, "bench", "--json").stdout)
+    assert (answer["ratio"], answer["process_ratio"]) == (8.0, 3.2)
+    assert [p["process_seconds"] for p in answer["paths"]] == [24.0, 7.5]
     assert invoke(runner, "bench", "--epochs", "0").exit_code == 2
 
 
@@ -242,6 +424,32 @@ def test_bench_to_99_says_so_when_99_is_not_reached(runner, monkeypatch):
     assert "did not reach 99.0% in 3 epochs (best 98.97%)" in result.output
 
 
+def test_counts_of_one_take_the_singular(runner, monkeypatch, tiny_run):
+    fake_bench(monkeypatch, {"to-99": to_99([0.9912])})
+    result = invoke(runner, "bench", "--to-99")
+    assert "Time to 99.0%: 20.5 s of training (1 epoch; test evaluations" in result.output
+    fake_bench(monkeypatch, {"to-99": to_99([0.982])})
+    assert "did not reach 99.0% in 1 epoch (best" in invoke(runner, "bench", "--to-99").output
+
+    result = invoke(runner, "compare", str(tiny_run))
+    assert result.exit_code == 0, result.output
+    assert "seeds [1]; 1 run on " in result.output
+    assert "over 1 seed." in result.output
+
+
+def test_plural():
+    from mnistlab.text import plural
+
+    assert [plural(n, "epoch") for n in (0, 1, 2, 1000)] == [
+        "0 epochs",
+        "1 epoch",
+        "2 epochs",
+        "1,000 epochs",
+    ]
+    assert plural(1, "class", "classes") == "1 class"
+    assert plural(3, "class", "classes") == "3 classes"
+
+
 def test_predict_image_files(runner, tiny_run, tmp_path, monkeypatch):
     from photos import encode, seven, strokes
 
@@ -259,7 +467,7 @@ def test_predict_image_files(runner, tiny_run, tmp_path, monkeypatch):
     monkeypatch.setattr(pr, "MAX_BYTES", 4000)
     names = ["seven.png", "notes.txt", "empty.png", "missing.png", "blank.png", "big.png"]
     show = tmp_path / "seen"
-    args = [str(tmp_path / n) for n in names] + [str(jpeg), "--show", str(show)]
+    args = [str(tmp_path / n) for n in names] + [str(jpeg), "--out", str(show)]
     result = invoke(runner, "predict", str(tiny_run), *args)
     assert result.exit_code == 2
     lines = result.output.splitlines()
@@ -275,6 +483,7 @@ def test_predict_image_files(runner, tiny_run, tmp_path, monkeypatch):
     ]:
         assert f"error: {tmp_path / name}: {message}" in result.output
     assert "error: 5 of 7 files could not be read" in result.output
+    assert f"Wrote the 2 images the model saw (28x28) into {show}" in result.stdout
     seen = sorted(p.name for p in show.iterdir())
     assert seen == ["seven-28x28-2.png", "seven-28x28.png"]  # two files named seven
     assert Image.open(show / "seven-28x28.png").size == (28, 28)
@@ -301,8 +510,13 @@ def test_predict_image_files_as_json(runner, tiny_run, tmp_path):
     [
         ([], "error: nothing to predict"),
         (["x.png", "--index", "0"], "error: give either image files or --index N, not both"),
-        (["x.png", "--out", "p.png"], "error: --out goes with --index"),
-        (["--index", "0", "--show", "seen"], "error: --show goes with image files"),
+        (
+            ["--index", "0", "--out", "p.png"],
+            "error: Invalid value for '--out': 'p.png' is the name of a file, and --out is the "
+            "folder that `mnistlab predict` writes its files into: name a folder. "
+            "See `mnistlab predict --help`",
+        ),
+        (["x.png", "--show", "seen"], "error: No such option '--show'"),
     ],
 )
 def test_predict_needs_images_or_an_index(runner, tiny_run, args, message):
@@ -322,3 +536,101 @@ def test_serve_refuses_a_port_in_use(runner, tiny_run):
     result = invoke(runner, "serve", "/nonexistent/run")
     assert result.exit_code == 2
     assert "error: no run folder at /nonexistent/run" in result.output
+
+
+def completions(args, incomplete):
+    """What `mnistlab ARGS INCOMPLETE<TAB>` offers, through Click's completion machinery."""
+    from click.shell_completion import ShellComplete
+
+    complete = ShellComplete(cli.cli, {}, "mnistlab", "_MNISTLAB_COMPLETE")
+    return [(item.type, item.value) for item in complete.get_completions(args, incomplete)]
+
+
+def plain(*values):
+    return [("plain", value) for value in values]
+
+
+@pytest.mark.parametrize(
+    ("args", "incomplete", "expected"),
+    [
+        ([], "tr", plain("train")),
+        (["data"], "", plain("info", "show", "verify")),
+        (["train", "--preset"], "", plain(*PRESETS)),
+        (["summary", "--preset"], "d", plain("deep", "dropout")),
+        (["train", "--dataset"], "", plain("mnist", "fashion-mnist")),
+        (["lab", "--dataset"], "f", plain("fashion-mnist")),
+        (["notebook", "--dataset"], "m", plain("mnist")),
+        (["data", "info"], "", plain("mnist", "fashion-mnist")),
+        (["data", "show"], "fa", plain("fashion-mnist")),
+        (["data", "verify", "mnist"], "", plain("mnist", "fashion-mnist")),
+        (["train", "--backend"], "", plain("tensorflow", "jax")),
+        (["experiment"], "best-m", [("file", "best-m"), *plain("best-mlp", "best-mlp-fashion")]),
+        (["experiment"], "./mine", [("file", "./mine")]),
+        (["notebook", "--experiments"], "fa", [("file", "fa"), *plain("fashion")]),
+        (["train", "--out"], "ru", [("dir", "ru")]),
+    ],
+)
+def test_shell_completion_offers_the_names(args, incomplete, expected):
+    assert completions(args, incomplete) == expected
+
+
+def test_experiment_completion_offers_every_shipped_name_and_files():
+    from mnistlab.cli.common import shipped_experiments
+    from mnistlab.experiments import names
+
+    assert shipped_experiments() == names()
+    assert {"lab", "fashion", "best"} <= set(names())
+    assert completions(["experiment"], "") == [("file", ""), *plain(*names())]
+
+
+def test_shell_completion_through_the_environment_as_the_shell_scripts_call_it(runner):
+    def complete(shell, words, cword):
+        env = {"_MNISTLAB_COMPLETE": f"{shell}_complete", "COMP_WORDS": words}
+        result = runner.invoke(
+            cli.cli, [], prog_name="mnistlab", env=env | {"COMP_CWORD": str(cword)}
+        )
+        assert result.exit_code == 0
+        return result.stdout.splitlines()
+
+    assert complete("bash", "mnistlab experiment fa", 2) == ["file,fa", "plain,fashion"]
+    assert complete("bash", "mnistlab data info ", 3) == ["plain,mnist", "plain,fashion-mnist"]
+    # zsh's script skips an empty value and would misread what follows: files come last there
+    zsh = complete("zsh", "mnistlab experiment ", 2)
+    assert zsh[:3] == ["plain", "best", "_"]
+    assert zsh[-3:] == ["file", "", "_"]
+    source = runner.invoke(
+        cli.cli, [], prog_name="mnistlab", env={"_MNISTLAB_COMPLETE": "bash_source"}
+    )
+    assert "complete -o nosort -F _mnistlab_completion mnistlab" in source.stdout
+
+
+PRESET_CHOICE = f"--preset [{'|'.join(PRESETS)}]"
+DATASET_CHOICE = f"--dataset [{'|'.join(DATASETS)}]"
+DATASET_ARGUMENT = f"DATASET: {' or '.join(DATASETS)}"
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["train"], (PRESET_CHOICE, DATASET_CHOICE)),
+        (["summary"], (PRESET_CHOICE,)),
+        (["lab"], (DATASET_CHOICE,)),
+        (["notebook"], (DATASET_CHOICE,)),
+        (["data", "info"], (DATASET_ARGUMENT,)),
+        (["data", "show"], (DATASET_ARGUMENT,)),
+        (["data", "verify"], (DATASET_ARGUMENT,)),
+    ],
+)
+def test_help_names_the_presets_and_data_sets(runner, args, shown):
+    result = invoke(runner, *args, "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    for names in shown:
+        assert names in text
+
+
+def test_experiment_help_names_the_shipped_experiments(runner):
+    from mnistlab.experiments import names
+
+    text = " ".join(invoke(runner, "experiment", "--help").output.split())
+    assert f"Shipped experiments: {', '.join(names())}." in text

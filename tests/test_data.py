@@ -171,6 +171,7 @@ IMAGES_5 = encode_idx(np.zeros((5, 28, 28), dtype=np.uint8))  # 16 + 3920 = 3936
         (IMAGES_5[:16], "x.idx is truncated: 16 bytes where its header promises 3,936"),
         (IMAGES_5 + b"\0\0", "x.idx is corrupt: 2 bytes past the end its header gives"),
         (IMAGES_5[:3], "x.idx is truncated: 3 bytes, not even an IDX header"),
+        (IMAGES_5[:1], "x.idx is truncated: 1 byte, not even an IDX header"),
         (b"", "x.idx is truncated: 0 bytes, not even an IDX header"),
         (IMAGES_5[:10], "x.idx is truncated inside its header"),
         (
@@ -190,6 +191,7 @@ IMAGES_5 = encode_idx(np.zeros((5, 28, 28), dtype=np.uint8))  # 16 + 3920 = 3936
         "header-only",
         "trailing-bytes",
         "three-bytes",
+        "one-byte",
         "empty",
         "cut-in-header",
         "magic-0x903",
@@ -316,7 +318,7 @@ def test_data_dir_that_does_not_exist_is_refused(tmp_path, cache):
     [
         (TRAIN_LABELS, corrupt(RAW[TRAIN_LABELS]), "does not match the published checksum"),
         (f"{TEST_IMAGES}.gz", gzip.compress(RAW[TEST_IMAGES])[:100], "is not a valid gzip file"),
-        (TEST_LABELS, RAW[TEST_LABELS] + b"\0", "is corrupt: 1 bytes past the end"),
+        (TEST_LABELS, RAW[TEST_LABELS] + b"\0", "is corrupt: 1 byte past the end"),
     ],
     ids=["checksum", "truncated-gzip", "trailing-byte"],
 )

@@ -6,6 +6,7 @@ import base64
 import html
 import re
 import struct
+import time
 from pathlib import Path
 
 import nbformat
@@ -17,6 +18,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from mnistlab import cli, notebook
 from mnistlab.data import FILES, encode_idx
 from mnistlab.errors import MnistlabError
+from mnistlab.notebook.limited import GIB, Limits
 from mnistlab.reports import figures as report
 
 TINY_EXPERIMENTS = """
@@ -216,6 +218,27 @@ def test_progress_has_a_line_for_each_part_as_it_finishes(tmp_path, monkeypatch)
     assert float(lines[0].split()[-2]) >= 0.3
 
 
+@pytest.mark.notebook
+def test_limits_hold_in_the_kernel_and_bound_its_memory_and_time(tmp_path):
+    limits = Limits(120, GIB)
+    shown = notebook.execute(
+        new_notebook(
+            cells=[new_code_cell("import resource\nresource.getrlimit(resource.RLIMIT_DATA)")]
+        ),
+        tmp_path,
+        limits=limits,
+    )
+    assert shown.cells[0].outputs[0]["data"]["text/plain"] == f"({GIB}, {GIB})"
+    big = new_notebook(cells=[new_code_cell("import numpy as np\nbig = np.ones(2**28)")])  # 2 GiB
+    with pytest.raises(notebook.ExecutionFailed, match="MemoryError: Unable to allocate 2.00 GiB"):
+        notebook.execute(big, tmp_path, limits=limits)
+    slow = new_notebook(cells=[new_code_cell("import time"), new_code_cell("time.sleep(60)")])
+    started = time.monotonic()
+    with pytest.raises(notebook.ExecutionFailed, match=r"^A cell timed out .*, after \d+ seconds"):
+        notebook.execute(slow, tmp_path, limits=Limits(15))
+    assert time.monotonic() - started < 45  # the notebook's 15 s, and the kernel's start and end
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -376,3 +399,65 @@ def test_the_html_holds_the_text(executed):
         assert text.replace("**", "") in page
     assert "Quick version" in page
     assert "For the text: test_accuracy = " in page and "keep(" not in page  # hidden code
+
+
+# ---------------------------------------------------------------------------------------------
+# The student's notebook
+
+
+LOADER = "(x_train, y_train), (x_test, y_test) = mnistlab.datasets.mnist.load_data()"
+
+
+def test_the_student_notebook_keeps_the_data_parts_and_leaves_the_rest_blank():
+    nb = notebook.build_student("mnist")
+    nbformat.validate(nb)
+    headings = [c.source.splitlines()[0] for c in nb.cells if c.source.startswith("## ")]
+    parts = [h for h in headings if h.startswith("## Part")]
+    assert [int(re.match(r"## Part (\d+)", h)[1]) for h in parts] == list(range(1, 12))
+    assert headings[-2:] == ["## Conclusion", "## Bonus: Fashion-MNIST"]
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is None and c.outputs == [] for c in code)  # written, not run
+    given = [c for c in code if "mnistlab" not in c.metadata]
+    assert len(given) == 4 and LOADER in given[1].source.splitlines()  # the one line
+    assert "x_train shape:" in given[2].source and "plt.imshow(x_train[0]" in given[3].source
+    assert not [c for c in given if "TODO" in c.source]
+    todos = {c.metadata["mnistlab"]["todo"]: c.source.splitlines() for c in code if c not in given}
+    assert list(todos) == [
+        *("normalise", "flatten", "model", "count", "compile", "fit", "evaluate", "predict"),
+        *("wider", "second_layer", "more_epochs", "dropout", "bonus"),
+    ]
+    for kind, lines in todos.items():
+        assert lines[0].startswith("# TODO: ") and lines[1].startswith("# Hint: "), kind
+        assert all(line.startswith("# ") for line in lines[:2]) and len(lines) <= 4, kind
+        assert all(line.endswith("= ...") or line.endswith("..., ...") for line in lines[2:])
+    answers = [c for c in nb.cells if "answer" in c.metadata.get("mnistlab", {})]
+    assert [c.metadata["mnistlab"]["answer"] for c in answers] == [
+        *("shapes", "model", "count", "evaluate", "predict"),
+        *("wider", "second_layer", "more_epochs", "dropout", "conclusion", "bonus"),
+    ]
+    assert all(c.source.endswith(f"*{notebook.ANSWER}*") for c in answers)
+    blanks = [c for c in nb.cells if notebook.ANSWER in c.source]
+    assert blanks == answers  # no other text says it: `check` counts it as unanswered
+    assert "`mnistlab.datasets.mnist.load_data()` is a drop-in" in nb.cells[3].source
+    assert nb.metadata["mnistlab"]["student"] is True
+
+
+def test_the_student_notebook_on_fashion_mnist_swaps_the_data_sets():
+    nb = notebook.build_student("fashion-mnist")
+    assert nb.cells[0].source.startswith("# Fashion-MNIST classification")
+    text = "\n".join(c.source for c in nb.cells)
+    assert LOADER.replace(".mnist.", ".fashion_mnist.") in text and LOADER not in text
+    assert "## Bonus: MNIST" in text and "= mnistlab.datasets.mnist.load_data()" in text
+
+
+def test_notebook_student_writes_it_and_runs_nothing(tmp_path):
+    out = tmp_path / "mine.ipynb"
+    result = CliRunner().invoke(cli.cli, ["notebook", "--student", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"Wrote {out}\n"
+    written, built = nbformat.read(out, as_version=4), notebook.build_student("mnist")
+    assert [c.source for c in written.cells] == [c.source for c in built.cells]
+    assert not (tmp_path / "mine-files").exists()
+    result = CliRunner().invoke(cli.cli, ["notebook", "--student", "--quick", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "error: --quick is for a notebook that runs, not for --student" in result.output

@@ -4,10 +4,15 @@ Every picture here is made by the test: a seven drawn with lines, inverted, move
 enlarged, on a transparent canvas, on noisy uneven paper, and blank pages.
 """
 
+import os
+import threading
+import tracemalloc
+from pathlib import Path
+
 import numpy as np
 import pytest
 from photos import encode, one, seven, strokes
-from PIL import Image
+from PIL import Image, ImageFile
 from scipy import ndimage
 
 from mnistlab import images as pr
@@ -172,6 +177,26 @@ def test_files_that_are_not_images(data, message):
         pr.decode(data)
 
 
+@pytest.mark.parametrize("fmt", ["EPS", "ICO", "PPM", "TGA", "JPEG2000", "PDF"])
+def test_only_the_documented_formats_are_opened(fmt):
+    # Pillow reads all but the PDF; an EPS would run Ghostscript. A seven that any of them
+    # would show is refused as not an image, as a text file is.
+    data = encode(strokes((120, 120), seven(20, 20, 80), 8, mode="RGB"), fmt)
+    with pytest.raises(MnistlabError) as refused:
+        pr.read_image(data)
+    assert refused.value.problem == "the file is not an image that can be read"
+    assert refused.value.fix == "it must be a PNG, JPEG, GIF, BMP, TIFF or WebP image"
+
+
+def test_a_multi_picture_jpeg_is_decoded_small_too():
+    # MPO (a JPEG followed by more JPEGs, as some cameras write) is read as the JPEG it starts
+    # with, at a reduced scale like any JPEG.
+    picture = strokes((3000, 2400), seven(1000, 600, 1500), 40, mode="RGB")
+    data = encode(picture, "MPO", save_all=True, append_images=[picture])
+    image = pr.decode(data)
+    assert max(image.size) < 1500
+
+
 def test_size_limits(monkeypatch):
     # A 60-megapixel PNG of one colour is a few kilobytes: its header is read, its pixels not.
     bomb = encode(Image.new("1", (10_000, 6_000)))
@@ -181,6 +206,61 @@ def test_size_limits(monkeypatch):
     monkeypatch.setattr(pr, "MAX_BYTES", 1000)
     with pytest.raises(MnistlabError, match="over the limit of"):
         pr.decode(b"x" * 1001)
+
+
+def test_the_memory_to_decode_is_limited_from_the_header(monkeypatch):
+    # 1,000x1,000 pixels of 16-bit grey take 2 MB decoded, of palette 1 MB; a WebP passes
+    # through libwebp's canvases, 4 times the picture. Nothing is decoded to find out.
+    monkeypatch.setattr(pr, "MAX_DECODED", 2**20)
+    deep = encode(Image.fromarray(np.zeros((1000, 1000), np.uint16)))
+    rgba = Image.new("RGBA", (500, 500))
+    decoded: list[str] = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: decoded.append(image.format))
+    for data, problem in [
+        (deep, "the image has 1000x1000 pixels in mode I;16, 1.9 MiB to decode"),
+        (encode(rgba, "WEBP", lossless=True), "500x500 pixels in mode RGBA, 3.8 MiB to decode"),
+    ]:
+        with pytest.raises(MnistlabError) as refused:
+            pr.decode(data)
+        assert refused.value.problem.endswith(f"{problem}, over the limit of 1.0 MiB"), problem
+    assert decoded == []
+    monkeypatch.undo()
+    monkeypatch.setattr(pr, "MAX_DECODED", 2**20)
+    assert pr.decode(encode(Image.new("P", (1000, 1000)))).size == (1000, 1000)
+    assert pr.decode(encode(rgba)).size == (500, 500)  # 1,000,000 bytes as a PNG
+
+
+def test_a_jpeg_counts_at_the_scale_it_is_decoded(monkeypatch):
+    # 3000x2400 in RGB is 28.8 MB at full scale; a JPEG decodes at 1/4 (750x600, 1.8 MB).
+    monkeypatch.setattr(pr, "MAX_DECODED", 4 * 2**20)
+    picture = strokes((3000, 2400), seven(1000, 600, 1500), 40, mode="RGB")
+    assert pr.decode(encode(picture, "JPEG")).size == (750, 600)
+    with pytest.raises(MnistlabError, match="3000x2400 pixels in mode RGB, 27.5 MiB to decode"):
+        pr.decode(encode(picture, "PNG"))
+
+
+def test_a_16_bit_picture_is_prepared_without_full_size_copies(reference):
+    # Its grey levels were made floats at full size: 8 bytes a pixel, three times over.
+    page = strokes((300, 300), seven(50, 50, 200), 14).resize((3000, 3000))
+    deep = Image.fromarray(np.asarray(page).astype(np.uint16) * 257)
+    tracemalloc.start()
+    try:
+        prepared = pr.prepare(deep)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20  # the picture is 18 MB; as floats, 72 MB
+    assert similar(prepared.pixels, reference) > 0.97
+
+
+def test_an_open_file_is_read_as_its_bytes_are(tmp_path, reference, monkeypatch):
+    picture = tmp_path / "seven.png"
+    picture.write_bytes(encode(strokes((300, 300), seven(50, 50, 200), 14)))
+    with picture.open("rb") as f:
+        assert np.array_equal(pr.read_image(f).pixels, reference)
+    monkeypatch.setattr(pr, "MAX_BYTES", 1000)
+    with picture.open("rb") as f, pytest.raises(MnistlabError, match="over the limit of 1,000"):
+        pr.read_image(f)
 
 
 def test_read_file_refuses_before_reading(tmp_path, monkeypatch):
@@ -195,6 +275,43 @@ def test_read_file_refuses_before_reading(tmp_path, monkeypatch):
         MnistlabError, match="the file is 2,048 bytes, over the limit of 1,024 bytes"
     ):
         pr.read_file(big)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_read_file_reads_regular_files_only(tmp_path):
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
+    outcome: list[object] = []
+
+    def read() -> None:
+        try:
+            outcome.append(pr.read_file(pipe))
+        except MnistlabError as e:
+            outcome.append(e)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    if reader.is_alive():  # it waits for a writer: let it go, then fail
+        os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(timeout=10)
+    assert isinstance(outcome[0], MnistlabError), outcome
+    assert outcome[0].problem == "it is a pipe, not an image file"
+    if Path("/dev/zero").exists():  # a device of endless zeros: read until memory runs out
+        with pytest.raises(MnistlabError) as refused:
+            pr.read_file(Path("/dev/zero"))
+        assert refused.value.problem == "it is a device, not an image file"
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc")
+def test_read_file_reads_no_more_than_the_limit(monkeypatch):
+    # /proc's files say they hold 0 bytes, as a file that grows after its size was read would
+    # say too little: the reading itself stops past the limit.
+    maps = Path("/proc/self/maps")
+    assert maps.stat().st_size == 0 and len(maps.read_bytes()) > 1000
+    monkeypatch.setattr(pr, "MAX_BYTES", 1000)
+    with pytest.raises(MnistlabError, match="^the file is too large, over the limit of 1,000 b"):
+        pr.read_file(maps)
 
 
 def test_the_png_is_what_the_model_saw(reference):

@@ -52,6 +52,12 @@ def ended(study) -> list:
     return [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
 
 
+def test_tune_is_in_the_public_api():
+    import mnistlab as ml
+
+    assert ml.tune is tune and "tune" in dir(ml)
+
+
 # Space files
 
 

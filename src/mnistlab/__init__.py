@@ -6,6 +6,7 @@
     run.evaluate(); run.predict(ds.test[0][:5]); run.save("runs/mine")
     results = ml.run_experiment("lab", seeds=5)            # resumable; the results table
     tuned = ml.tune("lab-space", minutes=30)               # chosen on validation, then tested
+    ml.check("alice.ipynb").passed                         # a student's hand-in, not run
 
 Importing mnistlab is cheap and picks no Keras backend: the names below load their modules
 when first used, and training follows the backend Keras runs (else `$KERAS_BACKEND`, else JAX).
@@ -39,6 +40,7 @@ API = {
     "compare_runs": ("mnistlab.results", "compare_runs"),
     "Results": ("mnistlab.results", "Results"),
     "report": ("mnistlab.reports", "report"),
+    "check": ("mnistlab.notebook.check", "check"),
     "MnistlabError": ("mnistlab.errors", "MnistlabError"),
 }
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "Spec",
     "__version__",
     "build",
+    "check",
     "compare_runs",
     "datasets",
     "evaluate",
@@ -74,6 +77,7 @@ if TYPE_CHECKING:
     from mnistlab.experiments import run_experiment
     from mnistlab.images import read_image
     from mnistlab.models import build
+    from mnistlab.notebook.check import check
     from mnistlab.prediction import predict
     from mnistlab.reports import report
     from mnistlab.results import Results, compare_runs

@@ -31,44 +31,40 @@ The accuracy on photographs made this way is in the README (`benchmarks/photo_ac
 from __future__ import annotations
 
 import io
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageMode, ImageOps, JpegImagePlugin, UnidentifiedImageError
 from scipy import ndimage
 
 from mnistlab.errors import MnistlabError
+from mnistlab.text import plural
 
 MAX_BYTES = 16 * 2**20  # an image file; a 12-megapixel phone JPEG is 3 to 6 MB
-
-
 MAX_PIXELS = 50_000_000  # width x height, checked from the header before decoding (a small
-
-
 # PNG can declare a huge image: a decompression bomb)
+MAX_DECODED = 64 * 2**20  # bytes of decoded pixels, width x height x the bytes a pixel of its
+# mode takes (1 for grey or palette, 2 for 16-bit grey, 4 for colour, alpha, 32-bit; a WebP 4
+# times that), checked from the header, after a JPEG's reduced scale is chosen: a 111 KB PNG of
+# 7000x7000 16-bit grey is 98 MB decoded. 64 MiB holds a 16-megapixel colour PNG, 33 megapixels
+# of 16-bit grey, 50 of 8-bit grey or palette, a 4-megapixel WebP; a JPEG decodes at 1/8 scale
+# where that leaves WORK_SIDE, so any JPEG within MAX_PIXELS fits.
 WORK_SIDE = 512  # pictures are shrunk to this longest side first: ample for a 20x20 result
-
-
+TILE = 1024  # ... converted a tile of about this side at a time: no full-size copy is made
 BOX = 20  # MNIST's digits fit a 20x20 box ...
-
-
 SIDE = 28  # ... centred by centre of mass in 28x28
-
-
 CENTRE = 14.0  # where MNIST's centre of mass lies, as a row or column index
-
-
 STROKE = 2.6 / BOX  # MNIST's median stroke width, as a fraction of the box
-
-
 MIN_CONTRAST = 0.08  # the least ink contrast (of the full grey range) that counts as ink
-
-
 FORMATS = "PNG, JPEG, GIF, BMP, TIFF or WebP"
-
-
+# Pillow's names for them: no other reader is tried, so an EPS file (which Pillow renders by
+# running Ghostscript), an ICO or a PDF is "not an image that can be read".
+PILLOW_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
+DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # more than 8 bits a grey level
 DECODED_AT = "mnistlab.decoded_at"  # image.info key: the file's pixels per decoded pixel
 
 
@@ -90,18 +86,24 @@ class Prepared:
         return self.pixels if dtype is None else self.pixels.astype(dtype)
 
 
-def decode(data: bytes) -> Image.Image:
-    """Decode an image file's bytes, refusing empty, oversized and non-image input, and
-    turning it upright as its EXIF orientation says (phone photos)."""
-    if not data:
+def decode(data: bytes | IO[bytes]) -> Image.Image:
+    """Decode an image file, its bytes or a binary file open for reading, refusing empty,
+    oversized and non-image input, and pictures that would take too much memory decoded;
+    turned upright as its EXIF orientation says (phone photos)."""
+    if isinstance(data, bytes):
+        size, data = len(data), io.BytesIO(data)
+    else:
+        size = data.seek(0, io.SEEK_END)
+        data.seek(0)
+    if not size:
         raise MnistlabError("the file is empty", f"it must be a {FORMATS} image")
-    if len(data) > MAX_BYTES:
-        raise too_large(len(data))
+    if size > MAX_BYTES:
+        raise too_large(size)
     # Pillow's decoders answer a malformed file with many kinds of exception (OSError,
     # ValueError, SyntaxError, EOFError, struct.error ...: found by mutating PNG, JPEG, GIF,
     # BMP, TIFF and WebP files at random), so any of them means a damaged file.
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(data, formats=PILLOW_FORMATS)
     except UnidentifiedImageError:
         raise MnistlabError(
             "the file is not an image that can be read", f"it must be a {FORMATS} image"
@@ -116,18 +118,47 @@ def decode(data: bytes) -> Image.Image:
         raise MnistlabError("the image has no pixels", f"it must be a {FORMATS} image")
     try:
         width = image.width
-        if image.format == "JPEG":
+        if isinstance(image, JpegImagePlugin.JpegImageFile):  # JPEG, and MPO (JPEG + JPEGs)
             # Decode at 1/2, 1/4 or 1/8 scale where that still leaves WORK_SIDE: a phone photo
             # then decodes in a fraction of the time and memory.
             image.draft(image.mode, (WORK_SIDE, WORK_SIDE))
+        if decoded_bytes(image) > MAX_DECODED:
+            raise too_much_memory(image)
         image.load()
-        upright = ImageOps.exif_transpose(image)
-        upright.info[DECODED_AT] = width / image.width
-        return upright
+        # In place: without an orientation, exif_transpose would return a full-size copy.
+        ImageOps.exif_transpose(image, in_place=True)
+        image.info[DECODED_AT] = width / image.width
+        return image
+    except MnistlabError:
+        raise
     except Image.DecompressionBombError:
         raise too_many_pixels(None) from None
     except Exception as e:
         raise damaged(e) from None
+
+
+def decoded_bytes(image: Image.Image) -> int:
+    """The memory it takes to decode an image: Pillow keeps a pixel of one band in 1, 2 or 4
+    bytes (grey and palette, 16-bit grey, 32-bit), and one of 2 to 4 bands in 4; a WebP passes
+    through libwebp's two canvases and a copy on the way, 4 times the picture (measured with
+    benchmarks/upload_memory.py's method: 256 MB to read a 4096x4096 WebP)."""
+    try:
+        mode = ImageMode.getmode(image.mode)
+        depth = 4 if len(mode.bands) > 1 else np.dtype(mode.typestr).itemsize
+    except (KeyError, TypeError):
+        depth = 4
+    copies = 4 if image.format == "WEBP" else 1
+    return image.width * image.height * depth * copies
+
+
+def too_much_memory(image: Image.Image) -> MnistlabError:
+    return MnistlabError(
+        f"the image has {image.width}x{image.height} pixels in mode {image.mode}, "
+        f"{size_text(decoded_bytes(image))} to decode, over the limit of "
+        f"{size_text(MAX_DECODED)}",
+        "send a smaller image, or one with 8 bits a pixel "
+        "(a digit needs only a few hundred pixels a side)",
+    )
 
 
 def damaged(e: Exception) -> MnistlabError:
@@ -137,11 +168,12 @@ def damaged(e: Exception) -> MnistlabError:
 
 
 def size_text(count: int) -> str:
-    return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{count:,} bytes"
+    return f"{count / 2**20:.1f} MiB" if count >= 2**20 else plural(count, "byte")
 
 
-def too_large(size: int | None) -> MnistlabError:
-    what = f"the file is {size_text(size)}" if size is not None else "the upload is too large"
+def too_large(size: int | None, what: str = "the upload is too large") -> MnistlabError:
+    if size is not None:
+        what = f"the file is {size_text(size)}"
     return MnistlabError(
         f"{what}, over the limit of {size_text(MAX_BYTES)}",
         "send a smaller image (a digit needs only a few hundred pixels a side)",
@@ -156,9 +188,10 @@ def too_many_pixels(size: tuple[int, int] | None) -> MnistlabError:
     )
 
 
-def read_image(source: str | Path | bytes) -> Prepared:
-    """A picture of one digit, from a file's path or bytes, in MNIST's form."""
-    raw = source if isinstance(source, bytes) else read_file(Path(source))
+def read_image(source: str | Path | bytes | IO[bytes]) -> Prepared:
+    """A picture of one digit, from a file's path, its bytes or a binary file open for
+    reading, in MNIST's form."""
+    raw = read_file(Path(source)) if isinstance(source, str | Path) else source
     return prepare(decode(raw))
 
 
@@ -192,21 +225,20 @@ def grey_levels(image: Image.Image) -> tuple[np.ndarray, float]:
     picture's own pixels. Transparent pixels are laid on a background: a drawing on a
     transparent canvas (mostly transparent) on the opposite of its strokes' grey; a picture with
     transparent margins (mostly opaque) on its own median grey, so the margins vanish."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        top_value = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(values / top_value * 255, 0, 255).astype(np.uint8))
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    image = image.convert("RGBA" if has_alpha else "L")
+    deep = image.mode in DEEP_MODES
+    has_alpha = not deep and (
+        image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    )
+    small = shrink(image, "RGBA" if has_alpha else "L")
     scale = max(image.size) / WORK_SIDE
     if scale > 1:
         size = (max(1, round(image.width / scale)), max(1, round(image.height / scale)))
-        image = image.resize(size, Image.Resampling.BOX)  # area average keeps thin strokes' ink
+        small = small.resize(size, Image.Resampling.BOX)  # area average keeps thin strokes' ink
     else:
         scale = 1.0
     if not has_alpha:
-        return np.asarray(image, dtype=np.float64) / 255, scale
-    la = np.asarray(image.convert("LA"), dtype=np.float64) / 255
+        return np.asarray(small, dtype=np.float64) / 255, scale
+    la = np.asarray(small.convert("LA"), dtype=np.float64) / 255
     grey, alpha = la[..., 0], la[..., 1]
     opaque = alpha > 0.5
     if not opaque.any():
@@ -216,6 +248,31 @@ def grey_levels(image: Image.Image) -> tuple[np.ndarray, float]:
     else:
         ground = float(np.median(grey[opaque]))
     return grey * alpha + ground * (1 - alpha), scale
+
+
+def shrink(image: Image.Image, mode: str) -> Image.Image:
+    """The picture in `mode` ("L" or "RGBA"), reduced by the largest whole factor that leaves
+    twice WORK_SIDE (a box average, as Pillow's `reducing_gap` does), made a tile at a time: a
+    full-size copy of a 7000x7000 palette PNG in RGBA would take 196 MB, of a 16-bit one as
+    floats 392 MB, beside the picture."""
+    factor = max(1, max(image.size) // (2 * WORK_SIDE))
+    step = factor * -(-TILE // factor)  # a whole number of boxes, at least TILE
+    width, height = image.size
+    top_value = 255.0
+    if image.mode in DEEP_MODES:  # 16-bit grey, or 32-bit integers or floats: one band
+        _, high = image.getextrema()
+        assert isinstance(high, int | float)
+        top_value = 65535.0 if image.mode.startswith("I;16") or high > 255 else 255.0
+    out = Image.new(mode, (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, step):
+        for left in range(0, width, step):
+            tile = image.crop((left, top, min(width, left + step), min(height, top + step)))
+            if tile.mode in DEEP_MODES:
+                values = np.asarray(tile, dtype=np.float64) / top_value * 255
+                tile = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8))
+            tile = tile if tile.mode == mode else tile.convert(mode)
+            out.paste(tile.reduce(factor) if factor > 1 else tile, (left // factor, top // factor))
+    return out
 
 
 def find_ink(ink: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -286,22 +343,41 @@ def fit_and_centre(crop: np.ndarray) -> np.ndarray:
 
 
 def read_file(path: Path) -> bytes:
-    """The bytes of an image file, refusing a missing file, a folder or an oversized file
-    before reading it."""
+    """The bytes of an image file. Only a regular file is read: a folder, a device (/dev/zero
+    would be read until memory runs out) or a pipe (which waits for a writer) is refused by
+    name. A file over MAX_BYTES is refused before it is read, and no more than MAX_BYTES + 1
+    bytes are ever read, so a file that grows meanwhile, or whose size the system does not
+    know (/proc), is refused too."""
     try:
-        size = path.stat().st_size
+        regular_file(path.stat())
+        # Opened without blocking, and checked again: a path swapped for a pipe after the check
+        # above would otherwise wait for a writer.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as f:
+            regular_file(os.fstat(f.fileno()))
+            data = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise MnistlabError("no such file", "check the path") from None
+    except PermissionError as e:
+        raise MnistlabError(f"cannot read it ({e.strerror})", "check its permissions") from None
     except OSError as e:
         raise MnistlabError(f"cannot read it ({e.strerror})", "check the path") from None
-    if path.is_dir():
+    if len(data) > MAX_BYTES:
+        raise too_large(None, "the file is too large")
+    return data
+
+
+def regular_file(info: os.stat_result) -> None:
+    """Refuse, naming what it is, anything but a regular file of at most MAX_BYTES."""
+    mode = info.st_mode
+    if stat.S_ISDIR(mode):
         raise MnistlabError("it is a folder, not an image file", "name the image files in it")
-    if size > MAX_BYTES:
-        raise too_large(size)
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise MnistlabError(f"cannot read it ({e.strerror})", "check its permissions") from None
+    if not stat.S_ISREG(mode):
+        kinds = [(stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISFIFO, "a pipe")]
+        kind = next((name for test, name in kinds if test(mode)), "a special file")
+        raise MnistlabError(f"it is {kind}, not an image file", "name an image file")
+    if info.st_size > MAX_BYTES:
+        raise too_large(info.st_size)
 
 
 def png(pixels: np.ndarray) -> bytes:

@@ -15,9 +15,12 @@ import numpy as np
 
 from mnistlab.data import preprocess
 from mnistlab.errors import MnistlabError
+from mnistlab.text import plural
 
 if TYPE_CHECKING:  # Keras is imported where it is used, once the backend is chosen
     import keras
+
+    from mnistlab.data import Dataset
 
 
 BATCH = 1000  # images per call when predicting many
@@ -86,6 +89,30 @@ def describe(probabilities: np.ndarray, class_names: Sequence[str]) -> dict[str,
         ],
         "probabilities": [round(float(p), 6) for p in probabilities],
     }
+
+
+def answer_test_image(
+    model: keras.Model, class_names: Sequence[str], data: Dataset, index: int
+) -> dict[str, Any]:
+    """Test image `index` of `data`: the class predicted and the label, each with its name,
+    and every probability (`reports.figures.answer` draws it)."""
+    images, labels = data.test
+    if not 0 <= index < len(images):
+        raise MnistlabError(
+            f"index {index} is out of range: the test set has {plural(len(images), 'image')}",
+            f"choose an index from 0 to {len(images) - 1}",
+        )
+    probabilities = predict(model, images[index : index + 1])[0]
+    guess, actual = int(np.argmax(probabilities)), int(labels[index])
+    answer: dict[str, Any] = {
+        "index": index,
+        "prediction": guess,
+        "prediction_name": class_names[guess],
+        "label": actual,
+        "label_name": class_names[actual],
+        "probabilities": [round(float(p), 6) for p in probabilities],
+    }
+    return answer
 
 
 def answer_files(

@@ -8,8 +8,17 @@ from typing import Any
 
 import click
 
-from mnistlab.cli.common import DATASETS, Group, data_options, load_data, say
+from mnistlab.cli.common import (
+    DATASETS,
+    MAX_GRID,
+    Argument,
+    Group,
+    data_options,
+    load_data,
+    say,
+)
 from mnistlab.errors import MnistlabError
+from mnistlab.text import plural
 
 
 @click.group(cls=Group)
@@ -17,7 +26,7 @@ def data() -> None:
     """Fetch, check and look at the data sets."""
 
 
-DATASET = click.argument("dataset", type=click.Choice(DATASETS))
+DATASET = click.argument("dataset", type=click.Choice(DATASETS), metavar="DATASET")
 
 
 @data.command()
@@ -25,7 +34,10 @@ DATASET = click.argument("dataset", type=click.Choice(DATASETS))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @data_options
 def info(dataset: str, as_json: bool, data_dir: Path | None, offline: bool) -> None:
-    """The four array shapes, class counts, pixel range, source and checksums."""
+    """The four array shapes, class counts, pixel range, source and checksums.
+
+    DATASET: mnist or fashion-mnist.
+    """
     from mnistlab.data import summary
 
     facts = summary(load_data(dataset, data_dir, offline))
@@ -58,9 +70,15 @@ def print_info(dataset: str, facts: dict[str, Any]) -> None:
 
 @data.command()
 @DATASET
-@click.option("--index", type=int, default=0, show_default=True, help="Which image.")
+@click.option(
+    "--index", type=click.IntRange(min=0), default=0, show_default=True, help="Which image."
+)
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
-@click.option("--grid", type=int, help="Save K images (from --index on) in a grid.")
+@click.option(
+    "--grid",
+    type=click.IntRange(1, MAX_GRID),
+    help="Save this many images (from --index on) in a grid.",
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -77,16 +95,24 @@ def show(
     data_dir: Path | None,
     offline: bool,
 ) -> None:
-    """Save an image with its label in the title (or a grid of them) as PNG."""
+    """Save an image with its label in the title (or a grid of them) as PNG.
+
+    DATASET: mnist or fashion-mnist.
+    """
     from mnistlab.reports.figures import show_images
 
     say(f"Wrote {show_images(load_data(dataset, data_dir, offline), out, index, grid, split)}")
 
 
 @data.command()
-@click.argument("datasets", nargs=-1, type=click.Choice(DATASETS))
+@click.argument(
+    "datasets", nargs=-1, type=click.Choice(DATASETS), metavar="[DATASET]...", cls=Argument
+)
 def verify(datasets: tuple[str, ...]) -> None:
-    """Re-check the cached files against their published SHA-256 (all data sets by default)."""
+    """Re-check the cached files against their published SHA-256.
+
+    DATASET: mnist or fashion-mnist; all of them by default.
+    """
     from mnistlab.data import cache_dir, verify_cache
 
     bad = 0
@@ -99,7 +125,7 @@ def verify(datasets: tuple[str, ...]) -> None:
         )
     if bad:
         raise MnistlabError(
-            f"{bad} cached file(s) failed their check",
+            f"{plural(bad, 'cached file')} failed {'its' if bad == 1 else 'their'} check",
             "run `mnistlab data info DATASET`: it moves them aside and fetches them again",
         )
 

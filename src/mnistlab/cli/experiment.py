@@ -12,24 +12,35 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mnistlab.cli.common import data_options, load_data, log, on_terminal, plural, say
+from mnistlab.cli.common import (
+    ExperimentCommand,
+    complete_experiment,
+    data_options,
+    load_data,
+    log,
+    on_terminal,
+    out_folder,
+    say,
+)
 from mnistlab.errors import MnistlabError
+from mnistlab.text import plural
 
 if TYPE_CHECKING:
     from mnistlab.experiments import Event, Planned
     from mnistlab.results import Results
 
 
-@click.command()
-@click.argument("experiment", required=False)
+@click.command(cls=ExperimentCommand)
+@click.argument("experiment", required=False, shell_complete=complete_experiment)
 @click.option("--list", "list_all", is_flag=True, help="List the shipped experiments.")
 @click.option("--show", is_flag=True, help="Print the experiment's TOML file and train nothing.")
-@click.option("--seeds", "seed_count", type=int, help="Run this many seeds instead of the file's.")
 @click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Sweep folder (default: runs/experiments/NAME); rerun to resume.",
+    "--seeds",
+    "seed_count",
+    type=click.IntRange(1, 1000),
+    help="Run this many seeds instead of the file's.",
 )
+@out_folder("Sweep folder (default: runs/experiments/NAME); rerun to resume.")
 @click.option("--dry-run", is_flag=True, help="List the runs and a rough time; train nothing.")
 @click.option(
     "--engine",
@@ -82,7 +93,8 @@ def experiment(
 ) -> None:
     """Train every variant of an experiment on every seed, then tabulate and plot.
 
-    EXPERIMENT is a shipped experiment's name (`--list` names them) or a TOML file.
+    EXPERIMENT is a shipped experiment's name (`--list` describes them) or a TOML file
+    (`--show lab` prints one to start from).
     """
     from mnistlab import experiments as ex
 
@@ -223,14 +235,18 @@ def progress_shown(planned: list[Planned]) -> Iterator[Any]:
         TimeRemainingColumn(),
     )
     with bar:
-        task = bar.add_task("sweep", total=sum(estimates.values()) or 1, runs=f"0/{len(planned)}")
+        task = bar.add_task(
+            "sweep", total=sum(estimates.values()) or 1, runs=f"0/{plural(len(planned), 'run')}"
+        )
         ended = 0
 
         def shown(event: Event) -> None:
             nonlocal ended
             ended += 1
             bar.console.print(describe(event))
-            bar.update(task, advance=estimates[event.index], runs=f"{ended}/{len(planned)} runs")
+            bar.update(
+                task, advance=estimates[event.index], runs=f"{ended}/{plural(len(planned), 'run')}"
+            )
 
         yield shown
 
@@ -260,11 +276,7 @@ def print_results(results: Results) -> None:
 
 @click.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Also write results.md/.csv/.json and accuracy.png there.",
-)
+@out_folder("Also write results.md/.csv/.json and accuracy.png into this folder.")
 def compare(run_dirs: tuple[Path, ...], out: Path | None) -> None:
     """The experiment table for runs made by hand: runs that differ only in seed are grouped,
     and the first group is the baseline."""

@@ -13,11 +13,19 @@ from mnistlab.cli.common import log
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-def serve(run_dir: Path, host: str, port: int) -> None:
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Answer requests for this host name too (a reverse proxy's; *.example.com for its "
+    "subdomains); repeatable. Requests for names other than these and this machine's get 400.",
+)
+def serve(run_dir: Path, host: str, port: int, allow_hosts: tuple[str, ...]) -> None:
     """Serve a run: a page to draw on or open a photo, and an HTTP API (docs at /docs)."""
     from mnistlab import web
 
-    app = web.create_app(run_dir)
+    app = web.create_app(run_dir, allowed_hosts=web.host_names(host, allow_hosts))
     web.check_port(host, port)
     log(f"Serving {run_dir} on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")
     web.serve(app, host, port)

@@ -10,7 +10,6 @@ import click
 
 from mnistlab.cli.common import (
     backend_option,
-    check_index,
     data_options,
     dataset_option,
     default_out,
@@ -19,7 +18,7 @@ from mnistlab.cli.common import (
     log,
     make_spec,
     on_terminal,
-    plural,
+    out_folder,
     say,
     sizes,
     spec_options,
@@ -27,6 +26,7 @@ from mnistlab.cli.common import (
 from mnistlab.errors import MnistlabError
 from mnistlab.files import check_new
 from mnistlab.spec import Spec
+from mnistlab.text import plural
 
 if TYPE_CHECKING:
     from mnistlab.data import Dataset
@@ -52,11 +52,7 @@ def summary(preset_name: str, hidden: str | None, **overrides: Any) -> None:
     help="A TOML file of spec fields to start from instead of a preset (mnistlab tune's "
     "best-spec.toml); the other options change it.",
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Run folder to write (default: runs/DATASET-PRESET-TIME).",
-)
+@out_folder("Run folder to write (default: runs/DATASET-PRESET-TIME).")
 @data_options
 def train(
     dataset: str,
@@ -143,17 +139,15 @@ def print_metrics(dataset: str, names: tuple[str, ...], metrics: dict[str, Any])
 @click.command("predict")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--index", type=int, help="Index of a test-set image (instead of image files).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.option(
-    "--out",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="With --index: also save the image and its probabilities as PNG.",
+    "--index",
+    type=click.IntRange(min=0),
+    help="Index of a test-set image (instead of image files).",
 )
-@click.option(
-    "--show",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="With image files: save the 28x28 image the model saw for each, as PNG, in this folder.",
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@out_folder(
+    "Also write PNGs into this folder: with --index N, prediction-N.png (the image beside its "
+    "probabilities); with image files, NAME-28x28.png for each (the image the model saw)."
 )
 @data_options
 def predict(
@@ -162,7 +156,6 @@ def predict(
     index: int | None,
     as_json: bool,
     out: Path | None,
-    show: Path | None,
     data_dir: Path | None,
     offline: bool,
 ) -> None:
@@ -176,19 +169,16 @@ def predict(
             "give either image files or --index N, not both" if images else "nothing to predict",
             "e.g. `mnistlab predict RUN_DIR photo.jpg` or `mnistlab predict RUN_DIR --index 0`",
         )
-    if images and out is not None:
-        raise MnistlabError("--out goes with --index", "use --show DIR with image files")
-    if index is not None and show is not None:
-        raise MnistlabError("--show goes with image files", "use --out FILE.png with --index")
     from mnistlab.runs import load
 
     run = load(run_dir)
     if index is not None:
-        predict_one(run, load_data(run.dataset, data_dir, offline), index, as_json, out)
+        figure = out / f"prediction-{index}.png" if out is not None else None
+        predict_one(run, load_data(run.dataset, data_dir, offline), index, as_json, figure)
         return
     from mnistlab.prediction import answer_files
 
-    answers = answer_files(run.model, run.class_names, images, show)
+    answers = answer_files(run.model, run.class_names, images, out)
     failed = [a for a in answers if "error" in a]
     for answer in answers:
         if "error" in answer:
@@ -198,6 +188,9 @@ def predict(
             say(f"{answer['file']}: {tops}")
     if as_json:
         say(json.dumps(answers, indent=2))
+    elif out is not None and len(failed) < len(answers):
+        shown = len(answers) - len(failed)
+        say(f"Wrote the {plural(shown, 'image')} the model saw (28x28) into {out}")
     if failed:
         raise MnistlabError(
             f"{len(failed)} of {plural(len(images), 'file')} could not be read",
@@ -205,50 +198,36 @@ def predict(
         )
 
 
-def predict_one(run: Run, data: Dataset, index: int, as_json: bool, out: Path | None) -> None:
-    """Test image `index`: the prediction, the label and the three most likely classes."""
-    images, labels = data.test
-    check_index(index, len(images), "test set")
-    names = run.class_names
-    probabilities = run.predict(images[index])
-    guess, actual = int(probabilities.argmax()), int(labels[index])
-    if out is not None:
-        from mnistlab.reports.figures import probabilities as probability_figure
+def predict_one(
+    run: Run, data: Dataset, index: int, as_json: bool, figure: Path | None = None
+) -> None:
+    """Test image `index`: the prediction, the label and the three most likely classes; with
+    `figure`, the image beside its probabilities written there."""
+    from mnistlab.prediction import answer_test_image
 
-        title = f"predicted {names[guess]}, actual {names[actual]}"
-        probability_figure(images[index], probabilities, names, title, out)
+    answer = answer_test_image(run.model, run.class_names, data, index)
+    if figure is not None:
+        from mnistlab.reports import figures
+
+        picture = data.test[0][index]
+        answer["shown"] = str(figures.answer(picture, answer, run.class_names, figure))
     if as_json:
-        say(
-            json.dumps(
-                {
-                    "index": index,
-                    "prediction": guess,
-                    "prediction_name": names[guess],
-                    "label": actual,
-                    "label_name": names[actual],
-                    "probabilities": [round(float(p), 6) for p in probabilities],
-                },
-                indent=2,
-            )
-        )
+        say(json.dumps(answer, indent=2))
         return
-    say(f"Model prediction: {names[guess]}")
-    say(f"Actual label: {names[actual]}")
-    tops = sorted(enumerate(probabilities), key=lambda cp: -cp[1])[:3]
+    names = run.class_names
+    say(f"Model prediction: {answer['prediction_name']}")
+    say(f"Actual label: {answer['label_name']}")
+    tops = sorted(enumerate(answer["probabilities"]), key=lambda cp: -cp[1])[:3]
     say("Probabilities: " + ", ".join(f"{names[c]} {p:.1%}" for c, p in tops))
-    if out is not None:
-        say(f"Wrote {out}")
+    if "shown" in answer:
+        say(f"Wrote {answer['shown']}")
 
 
 @click.command()
 @dataset_option
 @backend_option
 @click.option("--epochs", type=int, help="Override the lab's 5 epochs (e.g. 1 for a quick look).")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Folder for everything the lab writes (default: runs/lab-DATASET-TIME).",
-)
+@out_folder("Folder for everything the lab writes (default: runs/lab-DATASET-TIME).")
 @data_options
 def lab(
     dataset: str,

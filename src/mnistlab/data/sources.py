@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab.data.idx import FILES, decode_idx, encode_idx, read_file, sha256
+from mnistlab.data.idx import FILES, encode_idx, idx_layout, read_file, sha256
 from mnistlab.errors import MnistlabError
 
 Log = Callable[[str], None]
@@ -60,15 +60,15 @@ class FetchError(Exception):
     """One source could not serve the data; the next one is tried."""
 
 
-def check_file(info: DatasetInfo, file: str, raw: bytes, where: str) -> None:
+def check_file(info: DatasetInfo, file: str, raw: bytes | bytearray, where: str) -> None:
     """Raise unless `raw` is exactly the official content of `file`: right layout, right count,
     right checksum. `where` names the file in messages."""
-    array = decode_idx(raw, where)
+    _, shape = idx_layout(raw, where)
     n = info.counts[0] if file.startswith("train") else info.counts[1]
     want = (n, 28, 28) if "images" in file else (n,)
-    if array.shape != want:
+    if shape != want:
         raise MnistlabError(
-            f"{where} holds an array of shape {array.shape}, expected {want} for {file}",
+            f"{where} holds an array of shape {shape}, expected {want} for {file}",
             "check that it is the right file of the right data set",
         )
     digest = sha256(raw)

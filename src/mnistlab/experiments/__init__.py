@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mnistlab import backend, runs
 from mnistlab.data import Dataset
@@ -34,8 +34,10 @@ from mnistlab.experiments.sweep import (
     local,
     sweep,
 )
-from mnistlab.results import Results, tabulate
 from mnistlab.spec import Spec
+
+if TYPE_CHECKING:  # SciPy's statistics take half a second to import: loaded when tabulating
+    from mnistlab.results import Results
 
 __all__ = [
     "Engine",
@@ -118,6 +120,8 @@ def collect(experiment: Experiment, out: Path) -> dict[str, list[dict[str, Any]]
 
 def results_of(experiment: Experiment, out: Path, failed_runs: tuple[str, ...] = ()) -> Results:
     """The results table of a sweep folder, from its finished runs."""
+    from mnistlab.results import tabulate
+
     return tabulate(
         collect(experiment, out),
         experiment.baseline,

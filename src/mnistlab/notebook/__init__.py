@@ -25,6 +25,11 @@ in `notebook.kernel`, imported in the setup cell with one line.
 The kernel is this Python (`sys.executable`), named by a kernel spec in a temporary folder,
 not whichever `python3` kernel the machine has registered: the notebook runs with the mnistlab
 that wrote it. `progress` hears of each part (the cells under a `## ` heading) as it finishes.
+
+The student's notebook, `build_student(dataset)` (`mnistlab notebook --student`), is another
+percent-format file beside it, `student.py`: the same parts with the teacher's code for the
+data, its shapes and the first image, and blanks for the student elsewhere. It is written, not
+run; `mnistlab check` (`notebook.check`) reads what a student hands in.
 """
 
 from __future__ import annotations
@@ -53,10 +58,14 @@ from mnistlab.experiments import Experiment, find, names
 from mnistlab.experiments.plan import source
 from mnistlab.files import write_bytes
 from mnistlab.notebook.kernel import VALUES_MIME
+from mnistlab.notebook.limited import Limits
 from mnistlab.results import describe
+from mnistlab.text import plural
 from mnistlab.version import __version__
 
 CELLS = "lab.py"  # the notebook's cells, beside this module
+STUDENT_CELLS = "student.py"  # the student's notebook's cells
+ANSWER = "Your answer here."  # in italics, where a student's notebook waits for an answer
 KERNEL_NAME = "mnistlab-python"
 CELL_TIMEOUT = 7200  # seconds for one cell: the full experiments take about 6 minutes here
 STARTUP_TIMEOUT = 180  # seconds for the kernel to start, on a busy 2-core machine
@@ -145,15 +154,15 @@ def filled(kind: str, **args: Any) -> NotebookNode:
     return cell
 
 
-def cells() -> NotebookNode:
-    """The notebook of `lab.py` as it is: its cells start at the first `# %%` (above
-    is the file's docstring, for readers of the package)."""
+def cells(name: str = CELLS) -> NotebookNode:
+    """The notebook of `lab.py` (or `name`) as it is: its cells start at the first `# %%`
+    (above is the file's docstring, for readers of the package)."""
     import jupytext
 
-    text = resources.files("mnistlab.notebook").joinpath(CELLS).read_text()
+    text = resources.files("mnistlab.notebook").joinpath(name).read_text()
     first = re.search(r"^# %%", text, re.M)
     if first is None:
-        raise ValueError(f"{CELLS} has no cells")
+        raise ValueError(f"{name} has no cells")
     nb = jupytext.reads(text[first.start() :], fmt="py:percent")
     nb.metadata.pop("jupytext", None)  # a notebook of its own, not paired with the file
     return nb
@@ -162,10 +171,10 @@ def cells() -> NotebookNode:
 def build(settings: Settings) -> NotebookNode:
     """The lab's notebook, not yet executed."""
     plan = settings.plan()
-    digits = DATASETS[settings.dataset].class_names == tuple(str(d) for d in range(10))
     quick = (
-        f"\n\n**Quick version** (`--quick`): the lab's model trains for {settings.epochs} "
-        f"epochs instead of 5, and the experiments run on {len(plan.seeds)} seeds with a "
+        f"\n\n**Quick version** (`--quick`): the lab's model trains for "
+        f"{plural(settings.epochs, 'epoch')} instead of 5, and the experiments run on "
+        f"{plural(len(plan.seeds), 'seed')} with a "
         f"fifth of their epochs (at least 1), so that the whole notebook runs in minutes. "
         "Its numbers are lower and noisier than the full notebook's (`mnistlab notebook`)."
         if settings.quick
@@ -179,7 +188,7 @@ def build(settings: Settings) -> NotebookNode:
         else ""
     )
     fields = {
-        "title": "MNIST digit classification" if digits else "Fashion-MNIST classification",
+        "title": title(settings.dataset),
         "version": __version__,
         "date": f"{datetime.now(UTC):%Y-%m-%d}",
         "notes": quick + sample,
@@ -206,11 +215,7 @@ def build(settings: Settings) -> NotebookNode:
                 cell.source = with_values(cell.source, parameters(settings, plan))
             built.append(cell)
     nb.cells = built
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3 (ipykernel)",
-        "language": "python",
-    }
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata["mnistlab"] = {
         "version": __version__,
         "dataset": settings.dataset,
@@ -220,6 +225,50 @@ def build(settings: Settings) -> NotebookNode:
         "sample": str(settings.sample) if settings.sample else None,
     }
     return nb
+
+
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
+def title(dataset: str) -> str:
+    digits = DATASETS[dataset].class_names == tuple(str(d) for d in range(10))
+    return "MNIST digit classification" if digits else "Fashion-MNIST classification"
+
+
+def build_student(dataset: str = "mnist") -> NotebookNode:
+    """The lab's notebook for a student to fill in, not executed: the cells of `student.py`
+    with their `{field}`s filled, on Fashion-MNIST with the two data sets' loaders swapped."""
+    bonus = Settings(dataset=dataset).bonus
+    fields = {
+        "title": title(dataset),
+        "version": __version__,
+        "answer": ANSWER,
+        "module": MODULES[dataset],
+        "bonus_module": MODULES[bonus],
+        "bonus_title": TITLES[bonus],
+    }
+    nb = cells(STUDENT_CELLS)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = cell.source.format_map(fields)
+        elif dataset != "mnist":  # the lab's part on Fashion-MNIST, the bonus on MNIST
+            cell.source = re.sub(r"datasets\.(fashion_mnist|mnist)\b", swap, cell.source)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.metadata["mnistlab"] = {"version": __version__, "dataset": dataset, "student": True}
+    return nb
+
+
+MODULES = {"mnist": "mnist", "fashion-mnist": "fashion_mnist"}  # mnistlab.datasets.NAME
+
+
+def swap(found: re.Match[str]) -> str:
+    return "datasets." + ("mnist" if found[1] == "fashion_mnist" else "fashion_mnist")
+
+
+def write_student(dataset: str, out: Path) -> Path:
+    """Write the student's notebook at `out`; nothing runs."""
+    check_out(out)
+    return write(build_student(dataset), out)
 
 
 def parameters(settings: Settings, plan: Experiment) -> dict[str, Any]:
@@ -323,10 +372,13 @@ def execute(
     folder: Path,
     timeout: int = CELL_TIMEOUT,
     progress: Callable[[str], None] | None = None,
+    limits: Limits | None = None,
 ) -> NotebookNode:
     """Run every code cell in a fresh kernel of this Python, in `folder`; the outputs are
     stored in `nb`, and `progress` gets a line as each part finishes. A failing cell raises
-    `ExecutionFailed` holding the notebook so far."""
+    `ExecutionFailed` holding the notebook so far. With `limits` (for a notebook someone else
+    wrote), the kernel starts under them and all the cells share `limits.seconds`: each may run
+    for the time that is left."""
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
@@ -335,10 +387,11 @@ def execute(
     with tempfile.TemporaryDirectory(prefix="mnistlab-kernel-") as kernels:
         spec_dir = Path(kernels) / KERNEL_NAME
         spec_dir.mkdir()
+        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
         (spec_dir / "kernel.json").write_text(
             json.dumps(
                 {
-                    "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                    "argv": limits.wrap(argv) if limits else argv,
                     "display_name": "Python (mnistlab)",
                     "language": "python",
                 }
@@ -362,13 +415,18 @@ def execute(
             startup_timeout=STARTUP_TIMEOUT,
             resources={"metadata": {"path": str(folder)}},
         )
+        if limits is not None:
+            deadline = time.monotonic() + limits.seconds
+            client.timeout_func = lambda cell: max(1, round(deadline - time.monotonic()))
         if progress is not None:
             clock = PartClock(nb, progress)
             client.on_cell_start = clock.start
             client.on_cell_executed = clock.executed
         try:
             client.execute()
-        except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:
+        except CellTimeoutError as e:  # its first line: "A cell timed out ..., after N seconds."
+            raise ExecutionFailed(nb, str(e).splitlines()[0]) from e
+        except (CellExecutionError, DeadKernelError) as e:
             raise ExecutionFailed(nb, first_line(str(e))) from e
     return nb
 
@@ -400,10 +458,6 @@ def kept_values(nb: NotebookNode) -> dict[str, Any]:
             if output.get("output_type") == "display_data" and VALUES_MIME in output["data"]:
                 values.update(output["data"][VALUES_MIME])
     return values
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def pct(x: float) -> str:

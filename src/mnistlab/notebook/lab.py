@@ -60,6 +60,7 @@ from mnistlab.experiments import Event, parse
 from mnistlab.experiments.plan import source
 from mnistlab.notebook.kernel import keep, show
 from mnistlab.reports import figures, tables
+from mnistlab.text import plural
 
 work = Path(WORK)
 work.mkdir(exist_ok=True)
@@ -330,7 +331,8 @@ print(f"{filename}:\n{text}")
 plan = parse(text, Path(filename))
 if QUICK:  # its first seeds, fewer epochs
     plan = plan.shortened(seeds=QUICK_SEEDS, epochs_divisor=QUICK_EPOCHS_DIVISOR)
-print(f"{len(plan.variants)} variants x {len(plan.seeds)} seeds {list(plan.seeds)}")
+seeds = list(plan.seeds)
+print(f"{plural(len(plan.variants), 'variant')} x {plural(len(seeds), 'seed')} {seeds}")
 
 
 def progress(event: Event) -> None:

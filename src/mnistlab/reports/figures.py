@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 
 from mnistlab.errors import MnistlabError  # noqa: E402
 from mnistlab.files import writing  # noqa: E402
+from mnistlab.text import plural  # noqa: E402
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -109,6 +110,13 @@ def probabilities(
     right.set_xlim(0, 1)
     right.set_xlabel("probability")
     return write_figure(figure, path)
+
+
+def answer(picture: np.ndarray, answer: dict[str, Any], names: Sequence[str], path: Path) -> Path:
+    """A test image's answer (`prediction.answer_test_image`): the image, titled with the
+    prediction and the label, beside its probabilities."""
+    title = f"predicted {answer['prediction_name']}, actual {answer['label_name']}"
+    return probabilities(picture, np.asarray(answer["probabilities"]), names, title, path)
 
 
 def accuracy_by_variant(rows: Sequence[Row], baseline: str, title: str, path: Path) -> Path:
@@ -253,7 +261,7 @@ def show_images(
     images, labels = data.train if split == "train" else data.test
     if not 0 <= index < len(images):
         raise MnistlabError(
-            f"index {index} is out of range: the {split} set has {len(images):,} images",
+            f"index {index} is out of range: the {split} set has {plural(len(images), 'image')}",
             f"choose an index from 0 to {len(images) - 1}",
         )
     names = data.class_names

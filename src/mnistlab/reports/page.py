@@ -26,6 +26,7 @@ from mnistlab.reports.figures import (
     per_class,
 )
 from mnistlab.results import Results
+from mnistlab.text import plural
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def run_section(run: runs.Run, data: Dataset, out: Path, prefix: str = "") -> Se
     layers = ", ".join(str(h) for h in spec["hidden"])
     conv = f"convolutions {spec['conv']}, " if spec.get("conv") else ""
     facts = [
-        ("data set", f"{meta['dataset']} (test set: {len(data.test[1]):,} images)"),
+        ("data set", f"{meta['dataset']} (test set: {plural(len(data.test[1]), 'image')})"),
         (
             "model",
             f"{conv}hidden {layers}, dropout {spec['dropout']}; "
@@ -75,7 +76,7 @@ def run_section(run: runs.Run, data: Dataset, out: Path, prefix: str = "") -> Se
         ),
         (
             "training",
-            f"{spec['epochs']} epochs, batch {spec['batch_size']}, {spec['optimizer']} "
+            f"{plural(spec['epochs'], 'epoch')}, batch {spec['batch_size']}, {spec['optimizer']} "
             f"{spec['learning_rate']}, seed {spec['seed']}, {meta['backend']}, "
             f"{meta['seconds']['train']:.1f} s",
         ),

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from mnistlab import runs
 from mnistlab.files import write_text
 from mnistlab.results import SIGNIFICANCE, Results, Row, fmt_p, format_duration
+from mnistlab.text import plural
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -55,7 +56,8 @@ def cells(row: Row, baseline: str) -> list[str]:
 
 def facts_line(results: Results) -> str:
     return (
-        f"Data set {results.dataset}; seeds {list(results.seeds)}; {results.runs} runs on "
+        f"Data set {results.dataset}; seeds {list(results.seeds)}; "
+        f"{plural(results.runs, 'run')} on "
         f"{', '.join(results.backends)}; machine: {results.machine}; "
         f"training and evaluation time in all: {format_duration(results.wall_seconds)}."
     )
@@ -65,7 +67,7 @@ def best_line(results: Results) -> str:
     top = results.best
     return (
         f"Best: {top.variant}, {top.mean:.2%} ± {top.std * 100:.2f} over "
-        f"{len(top.accuracies)} seeds."
+        f"{plural(len(top.accuracies), 'seed')}."
     )
 
 
@@ -84,7 +86,7 @@ def markdown(results: Results) -> str:
     lines += [
         "",
         f"Best: **{top.variant}**, {top.mean:.2%} ± {top.std * 100:.2f} over "
-        f"{len(top.accuracies)} seeds.",
+        f"{plural(len(top.accuracies), 'seed')}.",
         "",
         TEST_LINE,
     ]

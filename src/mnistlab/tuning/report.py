@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from mnistlab.files import write_text
 from mnistlab.results import format_duration
+from mnistlab.text import plural
 from mnistlab.tuning.outcome import Tuned
 from mnistlab.tuning.search import OBJECTIVE, TrialEvent, quiet
 
@@ -53,8 +54,8 @@ def facts(tuned: Tuned) -> list[str]:
     final = "retrained on the whole training set" if tuned.refit else "trained as in the search"
     return [
         f"Study {tuned.space} in {tuned.storage}: {trials}. This session searched for "
-        f"{format_duration(tuned.search_seconds)} with {tuned.workers} worker"
-        f"{'s' if tuned.workers > 1 else ''} and trained the final runs in "
+        f"{format_duration(tuned.search_seconds)} with {plural(tuned.workers, 'worker')} and "
+        f"trained the final runs in "
         f"{format_duration(tuned.final_seconds)}; machine: {tuned.machine}.",
         f"Each trial trained with seed 0 and was scored by its {OBJECTIVE} on the held-out "
         f"part of the training set; the test set chose nothing.",

@@ -1,9 +1,9 @@
 """The web app: a drawing page and an HTTP API over one trained run, for `mnistlab serve`.
 
-`create_app(run_dir)` loads the run's model once, when the app is made, and returns a FastAPI
-app; uvicorn serves it in one process. Every picture goes through the same path as the command
-line's (`predict.read_image`, then `predict.prepare`), so the page, the API and `mnistlab
-predict` give the same answer for the same file.
+`create_app(run_dir, allowed_hosts=...)` loads the run's model once, when the app is made, and
+returns a FastAPI app; uvicorn serves it in one process. Every picture goes through the same
+path as the command line's (`images.read_image`), so the page, the API and `mnistlab predict`
+give the same answer for the same file.
 
 - `GET /`: the page (a package file, `web/static/index.html`): a canvas to draw on with a mouse, a
   pen or a finger, the prediction updated as you draw, a bar for each class, the 28x28 image the
@@ -16,20 +16,33 @@ predict` give the same answer for the same file.
   from here so that they work offline; the schema at `/openapi.json`.
 
 Bad requests get a 4xx answer with a JSON body `{"error": ..., "fix": ...}`: 400 for an empty
-or malformed request, 413 over the size limit (checked from Content-Length and again while
-reading, so a client that does not declare its size cannot send more), 415 for a content type
-that is not an image, 422 for a file that is not a readable image or shows no ink.
+or malformed request or a Host header the server does not answer to, 408 for an upload that
+takes longer than UPLOAD_SECONDS, 413 over the size limit (checked from Content-Length and
+again while reading, so a client that does not declare its size cannot send more), 415 for a
+content type that is not an image, 422 for a file that is not a readable image, would take too
+much memory to decode, or shows no ink.
+
+Memory is bounded per request and in all: an upload streams into a temporary file (its first
+SPOOL bytes in memory), a form's file too, never copied whole into memory; UPLOADS requests
+at once are read and decoded, others wait with their body unread; DECODERS pictures at once
+are decoded, on threads of their own, each within `images.MAX_DECODED`
+(benchmarks/upload_memory.py measures it). A client that leaves mid-upload is one line in the
+log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import copy
 import logging
 import socket
 import threading
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
+from tempfile import SpooledTemporaryFile
 from typing import Any
 
 import anyio
@@ -41,6 +54,10 @@ from fastapi_offline import FastAPIOffline
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mnistlab import images as im
 from mnistlab import prediction as pr
@@ -48,16 +65,20 @@ from mnistlab import runs
 from mnistlab.errors import MnistlabError
 from mnistlab.version import __version__
 
-FORM_OVERHEAD = 64 * 1024  # a multipart form's boundaries and headers, beyond the file itself
+FORM_OVERHEAD = 64 * 1024  # a multipart form's boundaries, headers and fields, beyond its file
 RAW_TYPES = ("application/octet-stream",)  # besides image/*
-DECODERS = 2  # pictures prepared at once
+DECODERS = 2  # pictures decoded and prepared at once: the machine's cores
+UPLOADS = 8  # requests whose upload is read, waits for a decoder or is decoded, at once
+SPOOL = 2**20  # bytes of an upload kept in memory; the rest goes to a temporary file
+UPLOAD_SECONDS = 60  # the longest an upload may take to arrive once its reading starts
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")  # the names of this machine, as Host headers
 log = logging.getLogger("mnistlab.serve")
 
 PREDICT_BODY = {
     "requestBody": {
         "required": True,
-        "description": f"One image of at most {im.size_text(im.MAX_BYTES)} and "
-        f"{im.MAX_PIXELS:,} pixels: {im.FORMATS}.",
+        "description": f"One image of at most {im.size_text(im.MAX_BYTES)}, "
+        f"{im.MAX_PIXELS:,} pixels and {im.size_text(im.MAX_DECODED)} decoded: {im.FORMATS}.",
         "content": {
             "image/*": {"schema": {"type": "string", "format": "binary"}},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -85,20 +106,30 @@ def error_response(status: int, problem: str, fix: str = "") -> JSONResponse:
     return JSONResponse({"error": problem, "fix": fix}, status_code=status)
 
 
-def create_app(run_dir: Path) -> FastAPI:
-    """The app over the run at `run_dir`, its model loaded once, here."""
-    return build_app(runs.load(run_dir))
+def create_app(run_dir: Path, allowed_hosts: Sequence[str] | None = None) -> FastAPI:
+    """The app over the run at `run_dir`, its model loaded once, here. With `allowed_hosts`
+    (`host_names` makes them for an address), a request whose Host header names another host
+    is refused; without, any Host is answered, for tests and for embedding the app behind
+    something that checks it. `mnistlab serve` always gives them."""
+    return build_app(runs.load(run_dir), allowed_hosts)
 
 
-def build_app(run: runs.Run) -> FastAPI:
+def build_app(run: runs.Run, allowed_hosts: Sequence[str] | None = None) -> FastAPI:
     page = resources.files("mnistlab.web").joinpath("static/index.html").read_text(encoding="utf-8")
     names = run.class_names
     # Keras builds a model's compiled forward pass on its first call: one at a time, and once
     # here rather than in the first visitor's request.
     lock = threading.Lock()
-    # Pictures are decoded and prepared two at a time (the machine's cores): a 50-megapixel PNG
-    # takes some 250 MB while it is decoded, so 40 at once (anyio's default) could take 10 GB.
-    decoders = anyio.CapacityLimiter(DECODERS)
+    # Pictures are decoded and prepared two at a time (the machine's cores), each within
+    # images.MAX_DECODED, on two threads of their own: glibc gives each thread that allocates
+    # an arena of its own and keeps what was freed there, so decoding two at a time on anyio's
+    # 40 worker threads grew the server by 777 MiB where two threads of its own grew it by 97
+    # (benchmarks/upload_memory.py, 16 MiB PNGs). A request holds an upload slot from reading
+    # its body to its answer, so that those waiting for a decoder hold a bounded number of
+    # bodies, and the rest wait with theirs unread (uvicorn stops reading a connection's body
+    # at 64 KiB until asked).
+    decoders = ThreadPoolExecutor(DECODERS, thread_name_prefix="mnistlab-decoder")
+    uploads = anyio.CapacityLimiter(UPLOADS)
     pr.classify(run.model, np.zeros((1, im.SIDE, im.SIDE), np.float32))
 
     run_name = run.path.name if run.path else "unsaved"
@@ -125,6 +156,18 @@ def build_app(run: runs.Run) -> FastAPI:
     async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         return error_response(422, f"invalid request: {e.errors()}", "see /docs for the API")
 
+    @app.exception_handler(ClientDisconnect)
+    async def disconnected(request: Request, e: ClientDisconnect) -> Response:
+        # Not the server's fault, and nobody to answer: one line instead of uvicorn's traceback.
+        client = f"{request.client.host}:{request.client.port}" if request.client else "-"
+        log.info(
+            "%s - client disconnected mid-upload (%s %s)", client, request.method, request.url.path
+        )
+        return Response(status_code=400)
+
+    if allowed_hosts is not None:
+        app.add_middleware(HostCheck, allowed_hosts=allowed_hosts)
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
@@ -147,11 +190,17 @@ def build_app(run: runs.Run) -> FastAPI:
             "metrics": meta.get("metrics", {}),
             "backend": meta.get("backend"),
             "created": meta.get("created"),
-            "versions": meta.get("versions", {}),
+            # mnistlab's version only: the others tell an attacker which flaws to try
+            "versions": {"mnistlab": meta.get("versions", {}).get("mnistlab")},
             "limits": {
                 "max_bytes": im.MAX_BYTES,
                 "max_pixels": im.MAX_PIXELS,
+                "max_decoded_bytes": im.MAX_DECODED,
+                "formats": list(im.PILLOW_FORMATS),
                 "content_types": ["image/*", *RAW_TYPES, "multipart/form-data"],
+                "upload_seconds": UPLOAD_SECONDS,
+                "uploads_at_once": UPLOADS,
+                "decodes_at_once": DECODERS,
             },
         }
 
@@ -159,18 +208,22 @@ def build_app(run: runs.Run) -> FastAPI:
     async def predict(request: Request) -> dict[str, Any]:
         """Read one image: the label, its class name, the probabilities of every class, and
         the 28x28 image the model saw (as rows of 0-255 values and as a PNG data URL)."""
-        data = await image_bytes(request)
+        form = upload_kind(request)
+        async with uploads:
+            upload = await receive_upload(request, form)
+            try:
 
-        def work() -> dict[str, Any]:
-            prepared = im.read_image(data)
-            with lock:
-                probabilities = pr.classify(run.model, prepared.pixels[None])[0]
-            return answer(prepared, probabilities, names)
+                def work() -> dict[str, Any]:
+                    prepared = im.read_image(upload.file)
+                    with lock:
+                        probabilities = pr.classify(run.model, prepared.pixels[None])[0]
+                    return answer(prepared, probabilities, names)
 
-        try:
-            return await anyio.to_thread.run_sync(work, limiter=decoders)
-        except MnistlabError as e:
-            raise ApiError(422, e.problem, e.fix) from None
+                return await asyncio.get_running_loop().run_in_executor(decoders, work)
+            except MnistlabError as e:
+                raise ApiError(422, e.problem, e.fix) from None
+            finally:
+                await upload.close()
 
     return app
 
@@ -191,8 +244,10 @@ def answer(
     }
 
 
-async def image_bytes(request: Request) -> bytes:
-    """The image file a request carries, as the body or as a form's one file, within limits."""
+def upload_kind(request: Request) -> bool:
+    """Whether the request carries a form (else the image is the body), after refusing, from
+    its headers alone, a content type that is not an image and a declared size over the
+    limit."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     form = media == "multipart/form-data"
     if not (form or media.startswith("image/") or media in RAW_TYPES):
@@ -202,52 +257,140 @@ async def image_bytes(request: Request) -> bytes:
             "send the image as the body with Content-Type image/png (or image/jpeg, ...), "
             "or as the file of a multipart/form-data form",
         )
-    body = await read_body(request, im.MAX_BYTES + (FORM_OVERHEAD if form else 0))
-    if not body:
-        raise ApiError(400, "the request has no body", "send an image")
-    if not form:
-        return body
-    return await form_file(request, body)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    limit_error = im.too_large(None)
-    too_big = ApiError(413, limit_error.problem, limit_error.fix)
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
             raise ApiError(400, f"Content-Length {declared!r} is not a number")
-        if int(declared) > limit:
-            raise too_big
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if int(declared) > im.MAX_BYTES + (FORM_OVERHEAD if form else 0):
+            raise too_large()
+    return form
 
 
-async def form_file(request: Request, body: bytes) -> bytes:
-    async def stream() -> AsyncGenerator[bytes, None]:
-        yield body
-        yield b""
+def too_large() -> ApiError:
+    limit_error = im.too_large(None)
+    return ApiError(413, limit_error.problem, limit_error.fix)
 
-    parser = MultiPartParser(request.headers, stream(), max_files=1, max_fields=10)
+
+async def receive_upload(request: Request, form: bool) -> UploadFile:
+    """The image file a request carries, as the body or as a form's one file, streamed into a
+    temporary file (in memory up to SPOOL bytes) and cut off past the limit or the time."""
+    limit = im.MAX_BYTES + (FORM_OVERHEAD if form else 0)
+    received = 0
+
+    async def body() -> AsyncGenerator[bytes, None]:
+        nonlocal received
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise too_large()
+            yield chunk
+
+    try:
+        with anyio.fail_after(UPLOAD_SECONDS):
+            upload = await (form_file(request, body()) if form else spool(body()))
+    except TimeoutError:
+        raise ApiError(
+            408,
+            f"the upload took longer than {UPLOAD_SECONDS} s",
+            "send a smaller image, or from a faster connection",
+        ) from None
+    except ApiError as e:
+        if e.status == 400 and received == 0:
+            raise ApiError(400, "the request has no body", "send an image") from None
+        raise
+    if received == 0:
+        await upload.close()
+        raise ApiError(400, "the request has no body", "send an image")
+    return upload
+
+
+async def spool(chunks: AsyncIterator[bytes]) -> UploadFile:
+    file = SpooledTemporaryFile(max_size=SPOOL)  # noqa: SIM115 (closed with the upload)
+    upload = UploadFile(file, size=0)  # type: ignore[arg-type]
+    try:
+        async for chunk in chunks:
+            await upload.write(chunk)
+        await upload.seek(0)
+    except BaseException:
+        await upload.close()
+        raise
+    return upload
+
+
+async def form_file(request: Request, chunks: AsyncGenerator[bytes, None]) -> UploadFile:
+    # Starlette's parser writes a file part into a SpooledTemporaryFile of 1 MiB as it arrives.
+    parser = MultiPartParser(
+        request.headers, chunks, max_files=1, max_fields=10, max_part_size=FORM_OVERHEAD
+    )
     try:
         form = await parser.parse()
     except MultiPartException as e:
         raise ApiError(400, f"the form cannot be read: {e.message}", "send one file") from None
+    files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
     try:
-        files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
         if not files:
             raise ApiError(400, "the form holds no file", "send the image as a form field `file`")
         kind = (files[0].content_type or "").split(";")[0].strip().lower()
         if kind and not (kind.startswith("image/") or kind in RAW_TYPES):
             raise ApiError(415, f"the form's file is {kind!r}, not an image", "send an image")
-        return await files[0].read()
-    finally:
+        if (files[0].size or 0) > im.MAX_BYTES:
+            raise too_large()
+    except ApiError:
         await form.close()
+        raise
+    return files[0]
+
+
+class HostCheck:
+    """Starlette's TrustedHostMiddleware, its refusal answered in the API's JSON style: a web
+    page whose name was pointed at this machine (DNS rebinding) gets a 400, not the API."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
+        async def allowed(scope: Scope, receive: Receive, send: Send) -> None:
+            scope[HOST_ALLOWED] = True
+            await app(scope, receive, send)
+
+        self.check = TrustedHostMiddleware(allowed, allowed_hosts, www_redirect=False)
+        self.names = ", ".join(allowed_hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def relay(message: Message) -> None:
+            if scope.get(HOST_ALLOWED):  # the app's answer; TrustedHost's own is dropped
+                await send(message)
+
+        await self.check(scope, receive, relay)
+        if scope["type"] == "http" and not scope.get(HOST_ALLOWED):
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            refused = error_response(
+                400,
+                f"this server does not answer to the Host {host!r}",
+                f"open it by one of its names ({self.names}); a reverse proxy's name is "
+                "allowed with `mnistlab serve --allow-host NAME`",
+            )
+            await refused(scope, receive, send)
+
+
+HOST_ALLOWED = "mnistlab.host_allowed"  # set in a request's scope once its Host is allowed
+
+
+def host_names(host: str, also: Sequence[str] = ()) -> list[str]:
+    """The Host header names a server listening on `host` answers to: this machine's loopback
+    names, `host` itself (an IPv6 address in brackets, as Host headers write it), the machine's
+    name when it listens on every address, and `also` (a reverse proxy's name, `*.example.com`
+    for its subdomains, `*` for any name). The port is not compared (TrustedHostMiddleware
+    compares names): a rebinding attack changes the name, not the port."""
+    names = list(LOOPBACK)
+    if host in ("0.0.0.0", "::", ""):
+        names.append(socket.gethostname())
+    else:
+        names.append(f"[{host}]" if ":" in host else host)
+    for name in also:
+        if name != "*" and ("*" in name[1:] or (name[:1] == "*" and name[:2] != "*.")):
+            raise MnistlabError(
+                f"--allow-host {name!r} is not a name", "give a name, or *.example.com"
+            )
+        names.append(name)
+    return list(dict.fromkeys(name.lower() for name in names))
 
 
 def check_port(host: str, port: int) -> None:
@@ -263,5 +406,9 @@ def check_port(host: str, port: int) -> None:
 
 def serve(app: FastAPI, host: str, port: int) -> None:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # mnistlab's lines (a client that left mid-upload) in the server's log, as uvicorn's are
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["mnistlab"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    uvicorn.run(app, host=host, port=port, log_level="info", log_config=config)
