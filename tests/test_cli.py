@@ -82,8 +82,9 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(runner, args, message):
     ("args", "line"),
     [
         (
-            ["train", "--epoch", "3"],
-            "error: No such option '--epoch'. Did you mean '--epochs'? See `mnistlab train --help`",
+            ["train", "--epochss", "3"],  # not '--epoch': it is close to '--spec' too
+            "error: No such option '--epochss'. Did you mean '--epochs'? "
+            "See `mnistlab train --help`",
         ),
         (["data", "--colour"], "error: No such option '--colour'. See `mnistlab data --help`"),
         (["evaluate"], "error: Missing argument 'RUN_DIR'. See `mnistlab evaluate --help`"),
@@ -206,6 +207,7 @@ def test_out_is_a_folder_except_where_one_file_is_the_point():
     }
     assert kinds == {
         "train": "folder",
+        "tune": "folder",
         "lab": "folder",
         "predict": "folder",
         "experiment": "folder",

@@ -5,6 +5,7 @@
     run = ml.train(ml.preset("lab", epochs=10), ds)        # a Run: model, history, metrics
     run.evaluate(); run.predict(ds.test[0][:5]); run.save("runs/mine")
     results = ml.run_experiment("lab", seeds=5)            # resumable; the results table
+    tuned = ml.tune("lab-space", minutes=30)               # chosen on validation, then tested
     ml.check("alice.ipynb").passed                         # a student's hand-in, not run
 
 Importing mnistlab is cheap and picks no Keras backend: the names below load their modules
@@ -34,6 +35,7 @@ API = {
     "predict": ("mnistlab.prediction", "predict"),
     "read_image": ("mnistlab.images", "read_image"),
     "run_experiment": ("mnistlab.experiments", "run_experiment"),
+    "tune": ("mnistlab.tuning", "tune"),
     "list_experiments": ("mnistlab.experiments", "names"),
     "compare_runs": ("mnistlab.results", "compare_runs"),
     "Results": ("mnistlab.results", "Results"),
@@ -63,6 +65,7 @@ __all__ = [
     "report",
     "run_experiment",
     "train",
+    "tune",
 ]
 
 if TYPE_CHECKING:
@@ -82,6 +85,7 @@ if TYPE_CHECKING:
     from mnistlab.runs import load as load_run
     from mnistlab.spec import PRESETS, Spec, preset
     from mnistlab.training import train
+    from mnistlab.tuning import tune
 
 
 def __getattr__(name: str) -> Any:

@@ -4,14 +4,18 @@
 
 The default preset `lab` is the lab's recipe exactly; `wide`, `deep`, `long` and `dropout` are
 the lab's four experiment ideas. `Spec.from_dict` takes overrides from a file or the command
-line and refuses unknown keys and wrong types, naming the key.
+line and refuses unknown keys and wrong types, naming the key; `Spec.from_file` reads a TOML
+file of spec fields (`to_toml` writes one), such as the best spec `mnistlab tune` writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import tomllib
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mnistlab.backend import BACKENDS
@@ -111,6 +115,35 @@ class Spec:
             )
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         return Spec(**values)
+
+    @staticmethod
+    def from_file(path: str | Path) -> Spec:
+        """The spec in a TOML file of spec fields (`hidden = [512, 512]`, `dropout = 0.2`...),
+        the others at their defaults; unknown keys and wrong types are refused, naming the key."""
+        path = Path(path)
+        try:
+            values = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise MnistlabError(f"no spec file at {path}", "check the path") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            raise MnistlabError(
+                f"{path}: not a readable TOML file ({e})", "write spec fields as key = value"
+            ) from e
+        try:
+            return Spec.from_dict(values)
+        except MnistlabError as e:
+            raise MnistlabError(f"{path}: {e.problem}", e.fix) from e
+
+    def to_toml(self) -> str:
+        """The spec as the lines of a TOML file that `from_file` reads back to this spec; a
+        backend of None (whichever Keras runs) is left out."""
+        lines = []
+        for key, value in self.to_dict().items():
+            if value is None:
+                continue
+            # JSON's numbers, lists of whole numbers, true/false and ASCII strings are TOML's
+            lines.append(f"{key} = {json.dumps(value)}")
+        return "\n".join(lines) + "\n"
 
 
 TYPES: dict[str, Any] = typing.get_type_hints(Spec)

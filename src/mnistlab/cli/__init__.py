@@ -12,7 +12,7 @@ import gc
 import click
 
 from mnistlab import backend
-from mnistlab.cli import bench, check, data, experiment, report, serve, train
+from mnistlab.cli import bench, check, data, experiment, report, serve, train, tune
 from mnistlab.cli.common import Group
 from mnistlab.version import __version__
 
@@ -38,7 +38,7 @@ def cli() -> None:
     """
 
 
-for module in (data, train, experiment, report, check, serve, bench):
+for module in (data, train, experiment, tune, report, check, serve, bench):
     for command in module.COMMANDS:
         cli.add_command(command)
 

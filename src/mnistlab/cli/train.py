@@ -21,16 +21,17 @@ from mnistlab.cli.common import (
     on_terminal,
     out_folder,
     say,
+    sizes,
     spec_options,
 )
 from mnistlab.errors import MnistlabError
 from mnistlab.files import check_new
+from mnistlab.spec import Spec
 from mnistlab.text import plural
 
 if TYPE_CHECKING:
     from mnistlab.data import Dataset
     from mnistlab.runs import Run
-    from mnistlab.spec import Spec
 
 
 @click.command()
@@ -45,6 +46,13 @@ def summary(preset_name: str, hidden: str | None, **overrides: Any) -> None:
 @click.command()
 @dataset_option
 @spec_options
+@click.option(
+    "--spec",
+    "spec_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A TOML file of spec fields to start from instead of a preset (mnistlab tune's "
+    "best-spec.toml); the other options change it.",
+)
 @out_folder(
     "Run folder to write (default: runs/DATASET-PRESET-TIME). Training keeps a checkpoint "
     "beside it (.NAME.checkpoint): the same command run again after a stop goes on from there."
@@ -54,13 +62,26 @@ def train(
     dataset: str,
     preset_name: str,
     hidden: str | None,
+    spec_file: Path | None,
     out: Path | None,
     data_dir: Path | None,
     offline: bool,
     **overrides: Any,
 ) -> None:
     """Train, evaluate on the test set, and save a run folder."""
-    spec = make_spec(preset_name, hidden, **overrides)
+    if spec_file is None:
+        spec = make_spec(preset_name, hidden, **overrides)
+    else:
+        source = click.get_current_context().get_parameter_source("preset_name")
+        if source == click.core.ParameterSource.COMMANDLINE:
+            raise MnistlabError(
+                "give --spec or --preset, not both", "the spec file is the starting recipe"
+            )
+        changes = {**overrides, "hidden": sizes("--hidden", hidden)}
+        changes["conv"] = sizes("--conv", changes.get("conv"))
+        given = {k: v for k, v in changes.items() if v is not None}
+        spec = Spec.from_file(spec_file).replace(**given)
+        preset_name = spec_file.stem
     out = out or default_out(f"{dataset}-{preset_name}")
     check_new(out)
     run_training(spec, load_data(dataset, data_dir, offline), out)
