@@ -30,12 +30,19 @@ GRIDS = "mnistlab/experiments/grids"
 PACKAGE_DATA = ("mnistlab/web/static/index.html", f"{GRIDS}/lab.toml")
 API = ("load", "train", "preset", "load_run", "run_experiment", "read_image", "report")
 
+# The README's first Python example, as a user runs it in a fresh environment
+EXAMPLE = re.findall(r"^```python\n(.*?)^```$", (ROOT / "README.md").read_text(), re.S | re.M)[0]
+
 # Commands a user runs after `pip install 'mnistlab[web,notebook]'`. Each runs in an empty folder
 # of its own with the venv's bin first on PATH (argv[0] is looked up there), and must exit 0,
 # print every pattern (regular expressions) and write every file (relative to its folder).
-# PLACEHOLDER, to add once they work: `mnistlab notebook --quick` and the README's Python
-# example, as ["python", "-c", EXAMPLE].
 WHEEL_COMMANDS = [
+    (["python", "-c", EXAMPLE], [r"^test accuracy 9\d\.\d\d%$"], ["runs/mine/model.keras"]),
+    (
+        ["mnistlab", "notebook", "--quick", "--out", "lab.ipynb"],
+        [r"^Part 11: Experiments \.\.\. ", r"^Wrote .*lab\.ipynb$"],
+        ["lab.ipynb"],
+    ),
     (
         ["mnistlab", "lab", "--epochs", "1", "--out", "out"],
         [r"Test accuracy: 9\d\.\d\d%", r"Model prediction: \d"],  # 1 epoch: 95.58% here
@@ -160,7 +167,9 @@ def test_the_list_names_every_shipped_grid(wheel, venv, user_env, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("argv", "patterns", "files"), WHEEL_COMMANDS, ids=[" ".join(c[0]) for c in WHEEL_COMMANDS]
+    ("argv", "patterns", "files"),
+    WHEEL_COMMANDS,
+    ids=["README example" if c[0][0] == "python" else " ".join(c[0]) for c in WHEEL_COMMANDS],
 )
 def test_a_user_command_works_from_the_wheel(argv, patterns, files, venv, user_env, tmp_path):
     out = run([str(venv / argv[0]), *argv[1:]], tmp_path, user_env)
