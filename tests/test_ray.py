@@ -2,10 +2,10 @@
 (`ray start --head` and `ray start --address`, one CPU each, with a token of their own), on the
 tiny synthetic data set: the same table as the local engine, the machine and the task named in
 each run, runs that no machine has the CPUs for, a driver without the token or with nothing at
-its address, what the command prints on stdout; a worker killed mid-sweep on a Ray instance
-the sweep starts; and runs that go on from their checkpoints on the driver's machine, a task
-run again after its worker died too. Marked `ray`: each test starts Ray processes, so they run
-once, on the default backend (see run-tests)."""
+its address, what the command prints on stdout; on a Ray instance the sweep starts, 127.0.0.1
+alone and a worker killed mid-sweep; and runs that go on from their checkpoints on the
+driver's machine, a task run again after its worker died too. Marked `ray`: each test starts
+Ray processes, so they run once, on the default backend (see run-tests)."""
 
 import contextlib
 import json
@@ -342,6 +342,25 @@ def test_nothing_answering_at_the_address_is_said_at_once(tmp_path):
     result = experiment(*args, "--address", address)
     assert result.exit_code == 2
     assert f"error: nothing answers at 127.0.0.1:{port} (Connection refused). " in result.output
+
+
+def test_a_ray_instance_of_the_sweeps_own_is_on_127_0_0_1_only(tmp_path, short_temp):
+    """Without this module's RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, as a user runs it: the run
+    was made on a node whose address is 127.0.0.1 (Ray's processes listen on that address
+    alone), not this machine's network address."""
+    grid = write(tmp_path, ONE_VARIANT, "grid.toml")
+    out = tmp_path / "out"
+    args = ["experiment", str(grid), "--seeds", "1", "--out", str(out), "--engine", "ray"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    result = subprocess.run(
+        [sys.executable, str(DRIVER), *args],
+        env={**env, "HOME": str(tmp_path), "TMPDIR": str(short_temp)},  # Ray's files there
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    assert runs.read_meta(runs_of(out, "base", 1))["trained_on"]["node"] == "127.0.0.1"
 
 
 def running_tasks() -> list[int]:

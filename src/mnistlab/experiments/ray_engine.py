@@ -180,7 +180,11 @@ def connect(address: str | None, backend_name: str) -> Iterator[None]:
         options["include_dashboard"] = False
         options["_node_ip_address"] = "127.0.0.1"
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(sys.stderr),
+            on_loopback(ray) if address is None else contextlib.nullcontext(),
+        ):
             # Ray starts its processes by fork and exec, which JAX's warning on fork cannot
             # tell apart from a bare fork
             warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
@@ -201,6 +205,22 @@ def connect(address: str | None, backend_name: str) -> Iterator[None]:
             sys.stdout = status.stdout
         with contextlib.redirect_stdout(sys.stderr):  # the messages Ray held back, if any
             ray.shutdown()
+
+
+@contextlib.contextmanager
+def on_loopback(ray: Any) -> Iterator[None]:
+    """While a Ray instance of this sweep alone starts: keep it on the 127.0.0.1 it is given.
+    Ray 2.60 on Linux replaces 127.0.0.1 by this machine's network address, and its processes
+    then listen on every interface, unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 was set before
+    Ray was imported (`resolve_ip_for_localhost` in ray/_private/services.py); this is that
+    setting, for the start alone."""
+    constants = ray._private.ray_constants
+    before = constants.ENABLE_RAY_CLUSTER
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        constants.ENABLE_RAY_CLUSTER = before
 
 
 class StatusOnStderr:
