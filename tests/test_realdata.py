@@ -7,8 +7,10 @@ package registries where the official downloads are out of reach), later runs re
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -100,3 +102,26 @@ def test_bench_runs_the_plain_recipe_and_the_default_path_on_the_same_model():
     assert plain["parameters"] == fast["parameters"] == 101_770
     assert plain["test_accuracy"] > 0.93 and fast["test_accuracy"] > 0.93
     assert report["ratio"] == pytest.approx(plain["seconds"][0] / fast["seconds"][0])
+
+
+def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path):
+    """`kill` mid-sweep: exit 130, the finished run kept, nothing half-written left."""
+    out = tmp_path / "sweep"
+    command = [sys.executable, "-m", "mnistlab", "experiment", "lab", "--seeds", "1"]
+    sweep = subprocess.Popen(
+        [*command, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    assert sweep.stderr is not None
+    seen = []
+    for line in sweep.stderr:  # progress is status, on stderr: the first run ends
+        seen.append(line)
+        if line.startswith("[1/8] "):
+            break
+    time.sleep(1.0)  # the second run is training
+    sweep.send_signal(signal.SIGTERM)
+    stderr = "".join(seen) + sweep.stderr.read()
+    assert sweep.wait(timeout=120) == 130, stderr
+    assert "interrupted: nothing half-written was left behind" in stderr
+    assert "Traceback" not in stderr and "[2/8] " not in stderr
+    assert (out / "runs" / "baseline" / "seed-1" / "model.keras").is_file()
+    assert not list(out.glob("runs/*/.seed-*.tmp"))

@@ -8,6 +8,7 @@ it, so `mnistlab --help` and `--dry-run` start in a fraction of a second.
 from __future__ import annotations
 
 import gc
+import signal
 
 import click
 
@@ -45,9 +46,16 @@ for module in (data, train, experiment, tune, report, check, serve, bench):
 
 def main() -> None:
     backend.own_process()  # Keras imports in half the time; JAX compiles once per machine
+    # `kill` (SIGTERM) stops the command as Ctrl-C does: what was being written is removed,
+    # finished work is kept, and the exit code is 130, rather than temporary files left behind.
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         cli.main(prog_name="mnistlab")
     finally:
         # At exit Python's last garbage collections walk every object that Keras and JAX made:
         # 0.65 s of `mnistlab train --epochs 3` here. Frozen, they are left for the exit to free.
         gc.freeze()
+
+
+def interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -72,6 +72,7 @@ def fetch(
         return files, source
     # One process fetches; others started beside it wait, then read what it cached.
     with cache_lock(folder, log):
+        clear_stale(folder)
         if (cached := from_cache(info, folder, log)) is not None:
             origin = folder / "SOURCE"
             first = origin.read_text().strip() if origin.is_file() else "unknown"
@@ -165,3 +166,16 @@ def verify_cache(names: Sequence[str], cache: Path | None = None) -> Iterator[Fi
                 yield FileStatus(name, file, "ok", str(path))
             except MnistlabError as e:
                 yield FileStatus(name, file, "bad", e.problem)
+
+
+def clear_stale(folder: Path) -> None:
+    """Remove what a fetch killed outright left in the cache folder (the registry's download,
+    20 MB; a file half-written): under the cache's lock, no other process is fetching."""
+    import shutil
+
+    for stale in [*folder.glob(".registry-*"), *folder.glob(".*.tmp")]:
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):  # a read-only cache: nothing was written there
+                stale.unlink()
