@@ -91,11 +91,12 @@ def run_training(spec: Spec, data: Dataset, out: Path) -> Run:
     """Train with Keras's progress shown (a bar on a terminal, a line per epoch otherwise),
     from and with a checkpoint beside `out`, save the run, say how it did."""
     from mnistlab import backend
+
+    name = backend.use(spec.backend)  # first: the modules below import Keras
     from mnistlab.checkpoints import CheckpointWarning
     from mnistlab.runs import checkpoint_path
     from mnistlab.training import train
 
-    name = backend.use(spec.backend)
     layers = f"conv {list(spec.conv)}, " if spec.conv else ""
     say(
         f"Training on {data.name} with {name} ({backend.device()}): {layers}"
