@@ -408,7 +408,9 @@ def test_a_killed_search_resumes_without_redoing_its_finished_trials(tmp_path, t
     for number in running:  # the killed trial failed, and its values were tried once more
         assert after[number].state.name == "FAIL"
         retried = [t for t in after.values() if t.system_attrs.get("failed_trial") == number]
-        assert len(retried) == 1 and retried[0].params == before[number].params
+        assert len(retried) == 1
+        if before[number].params:  # killed after its values were drawn: the same ones again
+            assert retried[0].params == before[number].params
 
 
 def postgres_binary(name: str) -> str | None:
