@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -154,7 +155,9 @@ def figures(study: optuna.Study, folder: Path) -> dict[str, str]:
         plots.plot_intermediate_values,
     )
     skipped = {}
-    with quiet():
+    with quiet(), warnings.catch_warnings():
+        # Trials that all scored the same make a flat axis, which matplotlib widens, saying so
+        warnings.filterwarnings("ignore", "Attempting to set identical", UserWarning)
         for name, make in zip(FIGURES, makers, strict=True):
             try:
                 axes = make(study)
