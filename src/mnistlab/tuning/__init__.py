@@ -144,8 +144,8 @@ def tune(
     )
     from mnistlab.tuning import report
 
-    report.write(tuned, study, folder)
-    return replace(tuned, path=folder)
+    left_out = report.write(tuned, study, folder)
+    return replace(tuned, path=folder, left_out=left_out)
 
 
 def final_runs(
