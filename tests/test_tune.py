@@ -258,6 +258,35 @@ def test_the_report_says_what_the_test_set_would_have_claimed():
     assert "# Train it: mnistlab train --spec best-spec.toml" in report.spec_file(tuned)
 
 
+def test_the_plots_are_drawn_or_left_out_with_the_reason(tmp_path, monkeypatch):
+    import optuna
+    from optuna.distributions import IntDistribution
+
+    study = optuna.create_study(direction="maximize")
+    for units, curve in ((8, [0.90, 0.95]), (16, [0.92, 0.97]), (32, [0.91, 0.96])):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"units": units},
+                distributions={"units": IntDistribution(8, 32)},
+                value=curve[-1],
+                intermediate_values=dict(enumerate(curve)),
+            )
+        )
+    assert report.figures(study, tmp_path) == {}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(report.FIGURES)
+
+    def without_scikit_learn(study):
+        raise ImportError("fANOVA needs scikit-learn")
+
+    monkeypatch.setattr(
+        optuna.visualization.matplotlib, "plot_param_importances", without_scikit_learn
+    )
+    skipped = report.figures(study, tmp_path / "again")
+    assert skipped == {"importances.png": "ImportError: fANOVA needs scikit-learn"}
+    assert not (tmp_path / "again" / "importances.png").exists()
+    assert (tmp_path / "again" / "history.png").stat().st_size > 0
+
+
 def test_storage_urls():
     out = Path("/tmp/somewhere")
     assert search.storage_url(None, out) == "sqlite:////tmp/somewhere/study.db"
@@ -296,7 +325,8 @@ def test_a_search_chooses_on_validation_writes_its_files_and_resumes(tmp_path, t
     assert len(ended(study)) == 3 and sorted(e.number for e in events) == [0, 1, 2]
     # Chosen on validation accuracy, its test accuracy recorded beside and never used
     best = max(finished, key=lambda t: (t.value, -t.number))
-    assert tuned.chosen == best.number == study.best_trial.number
+    assert tuned.chosen == best.number  # the earliest of a tie: all 100% is common here
+    assert best.value == study.best_trial.value
     assert all(0 <= t.user_attrs["test_accuracy"] <= 1 for t in finished)
     assert all(t.user_attrs["spec"]["seed"] == 0 for t in finished)
     assert tuned.best.validation == best.value
@@ -309,6 +339,7 @@ def test_a_search_chooses_on_validation_writes_its_files_and_resumes(tmp_path, t
     assert sorted(p.name for p in final.iterdir()) == ["seed-1", "seed-2"]
     for name in ("results.md", "results.json", "best-spec.toml", *report.FIGURES):
         assert (tmp_path / name).stat().st_size > 0, name
+    assert tuned.left_out == {}
     assert Spec.from_file(tmp_path / "best-spec.toml") == tuned.spec
     values = json.loads((tmp_path / "results.json").read_text())
     assert values["chosen"]["trial"] == best.number

@@ -120,6 +120,8 @@ def tune(
     say(report.terminal(tuned) if on_terminal() else report.markdown(tuned))
     written = [out / name for name in (report.RESULTS_MD, report.BEST_SPEC)]
     say(f"Wrote {written[0]}, {written[1].name}, results.json and the plots in {out}")
+    for name, why in tuned.left_out.items():
+        log(f"note: {name} was not drawn ({why})")
     log(f"Train the chosen spec: mnistlab train --spec {written[1]}")
 
 

@@ -121,7 +121,9 @@ def tune(
             + (f" (the last failed with {errors[-1]})" if errors else ""),
             "give the search more trials or minutes" if not errors else "fix the cause",
         )
-    chosen = study.best_trial  # the highest validation accuracy; the test set is not read
+    # The highest validation accuracy, the earliest trial of a tie (Optuna's best_trial leaves
+    # the order of ties to the database); the test set is not read
+    chosen = max(finished, key=lambda t: (t.value or 0.0, -t.number))
     trial_spec = Spec.from_dict(chosen.user_attrs["spec"])
     start = time.perf_counter()
     accuracies, seed_list = final_runs(
@@ -144,8 +146,8 @@ def tune(
     )
     from mnistlab.tuning import report
 
-    report.write(tuned, study, folder)
-    return replace(tuned, path=folder)
+    left_out = report.write(tuned, study, folder)
+    return replace(tuned, path=folder, left_out=left_out)
 
 
 def final_runs(

@@ -41,6 +41,7 @@ class Tuned:
         default_factory=lambda: f"{platform.machine()}, {os.cpu_count()} CPU cores"
     )
     path: Path | None = field(default=None, compare=False)
+    left_out: dict[str, str] = field(default_factory=dict, compare=False)  # plot: why not drawn
 
     def count(self, state: str) -> int:
         return sum(t.state == state for t in self.trials)

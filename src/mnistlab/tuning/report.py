@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -142,7 +143,8 @@ def spec_file(tuned: Tuned) -> str:
 
 def figures(study: optuna.Study, folder: Path) -> dict[str, str]:
     """Optuna's plots of the study as PNG files; a plot that the trials cannot make yet (the
-    importances need two finished trials) is left out, with the reason."""
+    importances need two finished trials) or this install cannot (fANOVA's importances need
+    scikit-learn) is left out, with the reason."""
     from optuna.visualization import matplotlib as plots
 
     from mnistlab.reports.figures import write_figure
@@ -154,11 +156,13 @@ def figures(study: optuna.Study, folder: Path) -> dict[str, str]:
         plots.plot_intermediate_values,
     )
     skipped = {}
-    with quiet():
+    with quiet(), warnings.catch_warnings():
+        # Trials that all scored the same make a flat axis, which matplotlib widens, saying so
+        warnings.filterwarnings("ignore", "Attempting to set identical", UserWarning)
         for name, make in zip(FIGURES, makers, strict=True):
             try:
                 axes = make(study)
-            except (ValueError, RuntimeError, ZeroDivisionError) as e:
+            except (ImportError, ValueError, RuntimeError, ZeroDivisionError) as e:
                 skipped[name] = f"{type(e).__name__}: {e}"
                 continue
             legend = axes.get_legend()
@@ -170,14 +174,10 @@ def figures(study: optuna.Study, folder: Path) -> dict[str, str]:
     return skipped
 
 
-def write(tuned: Tuned, study: optuna.Study, folder: Path) -> list[Path]:
-    """results.md, results.json, best-spec.toml and the plots, each written atomically."""
+def write(tuned: Tuned, study: optuna.Study, folder: Path) -> dict[str, str]:
+    """results.md, results.json, best-spec.toml and the plots, each written atomically; the
+    plots left out, with the reason."""
     write_text(folder / RESULTS_MD, markdown(tuned))
     write_text(folder / RESULTS_JSON, json.dumps(tuned.to_json(), indent=2) + "\n")
     write_text(folder / BEST_SPEC, spec_file(tuned))
-    skipped = figures(study, folder)
-    return [
-        folder / name
-        for name in (RESULTS_MD, RESULTS_JSON, BEST_SPEC, *FIGURES)
-        if name not in skipped
-    ]
+    return figures(study, folder)
