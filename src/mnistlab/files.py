@@ -72,19 +72,27 @@ def check_writable(path: Path, folder: bool = False) -> None:
     """Refuse, before any work, a destination that cannot be written: under a file, in a
     folder without write permission, or (for a file) a folder itself. Writing makes the
     missing folders on the way, so the first one that exists must let us in."""
-    path = Path(path)
+    why = unwritable(path, folder)
+    if why:
+        raise cannot_write(Path(path), why)
+
+
+def unwritable(path: Path, folder: bool = False) -> str:
+    """Why `path` (a folder if `folder`, else a file) cannot be written, or "" if it can."""
+    path = Path(path).absolute()  # "." has no parent to walk up to
     if path.exists():
         if folder and not path.is_dir():
-            raise cannot_write(path, "it is a file, not a folder")
+            return "it is a file, not a folder"
         if not folder and path.is_dir():
-            raise cannot_write(path, "it is a folder")
+            return "it is a folder"
     existing = path if folder and path.is_dir() else path.parent
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise cannot_write(path, f"{existing} is a file, not a folder")
+        return f"{existing} is a file, not a folder"
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise cannot_write(path, f"{existing} is not writable")
+        return f"{existing} is not writable"
+    return ""
 
 
 def cannot_write(path: Path, why: str) -> MnistlabError:
