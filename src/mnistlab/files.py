@@ -68,13 +68,14 @@ def check_new(path: Path) -> None:
     check_writable(path, folder=True)
 
 
-def check_writable(path: Path, folder: bool = False) -> None:
+def check_writable(path: Path, folder: bool = False, option: str = "--out") -> None:
     """Refuse, before any work, a destination that cannot be written: under a file, in a
     folder without write permission, or (for a file) a folder itself. Writing makes the
-    missing folders on the way, so the first one that exists must let us in."""
+    missing folders on the way, so the first one that exists must let us in. `option` names
+    the option that chooses the place, in the fix."""
     why = unwritable(path, folder)
     if why:
-        raise cannot_write(Path(path), why)
+        raise cannot_write(Path(path), why, option)
 
 
 def unwritable(path: Path, folder: bool = False) -> str:
@@ -95,8 +96,8 @@ def unwritable(path: Path, folder: bool = False) -> str:
     return ""
 
 
-def cannot_write(path: Path, why: str) -> MnistlabError:
-    return MnistlabError(f"cannot write {path}: {why}", "choose another place with --out")
+def cannot_write(path: Path, why: str, option: str = "--out") -> MnistlabError:
+    return MnistlabError(f"cannot write {path}: {why}", f"choose another place with {option}")
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from pathlib import Path
 from mnistlab import runs
 from mnistlab.data import Dataset
 from mnistlab.errors import MnistlabError
-from mnistlab.files import write_text
+from mnistlab.files import check_writable, write_text
 from mnistlab.reports.figures import (
     SIZES,
     accuracy_by_variant,
@@ -162,6 +162,7 @@ def make(
             raise MnistlabError("the run is not saved", "save it first, or pass out=FOLDER")
         out = folder / "report"
     out = Path(out)
+    check_writable(out, folder=True)  # before the data is loaded and the figures drawn
     if run is None and folder is not None and (folder / runs.META_FILE).is_file():
         run = runs.load(folder)
     if run is not None:
