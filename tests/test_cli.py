@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import click
@@ -791,3 +792,62 @@ def test_the_library_refuses_the_same_places_with_a_mnistlab_error(tiny, tiny_ru
             call()
         assert f"{tmp_path / 'F'} is a file, not a folder" in caught.value.problem, name
     assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings files that are not regular files are refused by name, not read without end
+
+
+@pytest.fixture
+def not_files(tmp_path):
+    pipe = tmp_path / "pipe.toml"
+    os.mkfifo(pipe)
+    big = tmp_path / "big.toml"
+    with big.open("wb") as f:
+        f.truncate(2 << 20)
+    return {"device": Path("/dev/zero"), "pipe": pipe, "folder": tmp_path, "over-1-MiB": big}
+
+
+SETTINGS_FILES = {
+    "experiment": (["experiment", "{}", "--dry-run"], "an experiment file"),
+    "notebook": (
+        ["notebook", "--experiments", "{}", "--out", "{tmp}/lab.ipynb"],
+        "an experiment file",
+    ),
+    "train-spec": (["train", "--spec", "{}"], "a spec file"),
+}
+
+
+@pytest.mark.parametrize(
+    ("command", "kind"),
+    [
+        (command, kind)
+        for command in SETTINGS_FILES
+        for kind in ("device", "pipe", "folder", "over-1-MiB")
+        if (command, kind) != ("train-spec", "folder")  # Click refuses it: dir_okay=False
+    ],
+)
+def test_a_settings_file_that_is_not_a_file_is_refused_by_name(
+    runner, not_files, tmp_path, command, kind
+):
+    path = not_files[kind]
+    argv, what = SETTINGS_FILES[command]
+    args = [a.replace("{}", str(path)).replace("{tmp}", str(tmp_path)) for a in argv]
+    outcome: list = []
+    worker = threading.Thread(target=lambda: outcome.append(invoke(runner, *args)), daemon=True)
+    worker.start()
+    worker.join(30)
+    assert outcome, "still reading"  # a pipe waited for a writer, /dev/zero filled memory
+    result = outcome[0]
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: cannot read {path}: it is "), result.output
+    assert f"{what}. name {what}" in result.output
+
+
+def test_a_search_space_file_that_is_not_a_file_is_refused_by_name(not_files):
+    from mnistlab.errors import MnistlabError
+    from mnistlab.tuning import space
+
+    for kind in ("device", "pipe"):
+        with pytest.raises(MnistlabError, match=f"it is a {kind}, not a search space file"):
+            space.source(not_files[kind])

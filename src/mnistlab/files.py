@@ -9,9 +9,11 @@ full disk or Ctrl-C never leaves a half-written file, and never touches an exist
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,6 +59,49 @@ def writing(path: Path, suffix: str = "") -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+TEXT_LIMIT = 1 << 20  # bytes: an experiment, spec or search space file takes a few hundred
+
+
+def open_regular(path: Path, what: str = "a file") -> io.BufferedReader:
+    """`path` opened for reading if it is a regular file; anything else (a folder, a device
+    such as /dev/zero, which is read until memory runs out, a pipe, which waits for a writer)
+    is refused by name. Opened without blocking and checked again, so that a pipe put in its
+    place after the check does not wait either. An OSError (no such file) is the caller's."""
+    kind = file_kind(os.stat(path).st_mode)
+    if kind is None:
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        f = os.fdopen(os.open(path, flags), "rb")
+        kind = file_kind(os.fstat(f.fileno()).st_mode)
+        if kind is None:
+            return f
+        f.close()
+    raise MnistlabError(f"cannot read {path}: it is {kind}, not {what}", f"name {what}")
+
+
+def file_kind(mode: int) -> str | None:
+    """None for a regular file, else what it is."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a pipe" if stat.S_ISFIFO(mode) else "a special file"
+
+
+def read_text(path: Path, what: str = "a file", limit: int = TEXT_LIMIT) -> str:
+    """The text of a regular file of at most `limit` bytes, as UTF-8; anything else is refused
+    by name before it is read (OSError and UnicodeDecodeError are the caller's)."""
+    with open_regular(path, what) as f:
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise MnistlabError(
+            f"cannot read {path}: it is over {limit:,} bytes, too large for {what}",
+            f"name {what}",
+        )
+    return raw.decode()
 
 
 def check_new(path: Path) -> None:

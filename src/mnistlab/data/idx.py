@@ -8,13 +8,13 @@ import hashlib
 import io
 import math
 import os
-import stat
 import zlib
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
+from mnistlab import files
 from mnistlab.errors import MnistlabError
 from mnistlab.text import plural
 
@@ -153,32 +153,11 @@ def too_long(path: Path, size: int, limit: int) -> MnistlabError:
 
 
 def open_regular(path: Path) -> io.BufferedReader:
-    """`path` opened for reading if it is a regular file; else one clear error. Opened without
-    blocking and checked again, so that a pipe put in its place after the check does not wait
-    for a writer."""
+    """files.open_regular, any OSError said in one line."""
     try:
-        kind = file_kind(os.stat(path).st_mode)
-        if kind is None:
-            flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-            f = os.fdopen(os.open(path, flags), "rb")
-            kind = file_kind(os.fstat(f.fileno()).st_mode)
-            if kind is None:
-                return f
-            f.close()
+        return files.open_regular(path, "a data file")
     except OSError as e:
         raise MnistlabError(f"cannot read {path}: {e.strerror}", "check the path") from e
-    raise MnistlabError(f"cannot read {path}: it is {kind}, not a file", "name the data files")
-
-
-def file_kind(mode: int) -> str | None:
-    """None for a regular file, else what it is."""
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "a pipe" if stat.S_ISFIFO(mode) else "a special file"
 
 
 def sha256(raw: bytes | bytearray) -> str:
