@@ -851,3 +851,20 @@ def test_a_search_space_file_that_is_not_a_file_is_refused_by_name(not_files):
     for kind in ("device", "pipe"):
         with pytest.raises(MnistlabError, match=f"it is a {kind}, not a search space file"):
             space.source(not_files[kind])
+
+
+def test_a_write_that_fails_during_the_work_is_one_line(runner, fake_data, tmp_path, monkeypatch):
+    import errno
+
+    from mnistlab import files
+
+    def full(*args, dir=None, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dir))
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", full)
+    result = invoke(runner, "data", "show", "mnist", "--out", str(tmp_path / "a.png"))
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: {tmp_path}: No space left on device (OSError). check the path, its permissions "
+        "and the free space, then run the command again\n"
+    )
