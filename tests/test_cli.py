@@ -868,3 +868,17 @@ def test_a_write_that_fails_during_the_work_is_one_line(runner, fake_data, tmp_p
         f"error: {tmp_path}: No space left on device (OSError). check the path, its permissions "
         "and the free space, then run the command again\n"
     )
+
+
+def test_notebook_checks_its_sample_folder_before_a_kernel_starts(runner, tmp_path):
+    sample = tmp_path / "sample"
+    (sample / "mnist").mkdir(parents=True)
+    out = tmp_path / "lab.ipynb"
+    args = ["notebook", "--quick", "--sample-data", str(sample), "--out", str(out)]
+    result = invoke(runner, *args)
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: sample folder {sample / 'mnist'} has no train-images-idx3-ubyte (nor "
+        "train-images-idx3-ubyte.gz). put the four IDX files of a sample there\n"
+    )  # not "the notebook failed while running", after a kernel started
+    assert list(tmp_path.iterdir()) == [sample]

@@ -52,7 +52,7 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_markdown_cell
 
 from mnistlab.backend import default as default_backend
-from mnistlab.data import DATASETS
+from mnistlab.data import DATASETS, load_sample
 from mnistlab.errors import MnistlabError
 from mnistlab.experiments import Experiment, find, names
 from mnistlab.experiments.plan import source
@@ -140,6 +140,9 @@ def settings(
         work=f"{out.stem}-files",
     )
     chosen.plan()  # refuse a bad experiment file before starting a kernel
+    if chosen.sample is not None:  # and a sample folder its first cell would fail on
+        for name in (chosen.dataset, chosen.bonus):
+            load_sample(name, chosen.sample / name)
     return chosen
 
 
