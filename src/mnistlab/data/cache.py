@@ -38,10 +38,11 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("mnistlab"))
 
 
-def check_cache(root: Path, folder: Path) -> None:
-    """Refuse a cache that a file stands in the way of: `root` (`$MNISTLAB_DATA`), a folder
-    above it, or the data set's `folder` in it."""
-    named = "MNISTLAB_DATA" if os.environ.get("MNISTLAB_DATA") else "the cache folder"
+def check_cache(root: Path, folder: Path, given: bool = False) -> None:
+    """Refuse a cache that a file stands in the way of: `root` (`$MNISTLAB_DATA`, unless
+    `given` by the caller), a folder above it, or the data set's `folder` in it."""
+    from_env = not given and os.environ.get("MNISTLAB_DATA")
+    named = "MNISTLAB_DATA" if from_env else "the cache folder"
     above = root
     while not above.exists() and above != above.parent:
         above = above.parent
@@ -98,7 +99,7 @@ def fetch(
     root = cache or cache_dir()
     folder = root / info.name
     if data_dir is None:  # the cache is needed: a file in its way is an error, not a slow fetch
-        check_cache(root, folder)
+        check_cache(root, folder, given=cache is not None)
     if why := unwritable(folder, folder=True):
         log(f"Could not write the cache in {folder} ({why}); the data is used uncached")
         return fetch_uncached(info, folder, data_dir, offline, log)
@@ -215,7 +216,7 @@ def verify_cache(names: Sequence[str], cache: Path | None = None) -> Iterator[Fi
         info = dataset_info(name)
         root = cache or cache_dir()
         folder = root / name
-        check_cache(root, folder)
+        check_cache(root, folder, given=cache is not None)
         for file in FILES:
             path = folder / file
             if not path.is_file():
