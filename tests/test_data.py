@@ -1076,7 +1076,7 @@ def test_devices_and_pipes_in_data_dir_are_refused_by_name(tmp_path, cache):
     data_dir = write_idx_folder(tmp_path / "user")
     (data_dir / TRAIN_IMAGES).unlink()
     (data_dir / TRAIN_IMAGES).symlink_to("/dev/zero")
-    with pytest.raises(MnistlabError, match="it is a device, not a file"):
+    with pytest.raises(MnistlabError, match="it is a device, not a data file"):
         fetch(INFO, data_dir=data_dir, cache=cache)
     (data_dir / TRAIN_IMAGES).unlink()
     os.mkfifo(data_dir / TRAIN_IMAGES)
@@ -1084,7 +1084,7 @@ def test_devices_and_pipes_in_data_dir_are_refused_by_name(tmp_path, cache):
     reader = threading.Thread(target=lambda: outcome.append(fetch_error(data_dir, cache)))
     reader.start()
     reader.join(10)
-    assert outcome and "it is a pipe, not a file" in str(outcome[0])  # no wait for a writer
+    assert outcome and "it is a pipe, not a data file" in str(outcome[0])  # no wait for a writer
     with pytest.raises(MnistlabError, match=re.escape("cannot read /dev/zero: it is a device")):
         fetch(INFO, data_dir=Path("/dev/zero"), cache=cache)
 
