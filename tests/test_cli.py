@@ -882,3 +882,26 @@ def test_notebook_checks_its_sample_folder_before_a_kernel_starts(runner, tmp_pa
         "train-images-idx3-ubyte.gz). put the four IDX files of a sample there\n"
     )  # not "the notebook failed while running", after a kernel started
     assert list(tmp_path.iterdir()) == [sample]
+
+
+def test_check_refuses_a_pipe_as_a_hand_in_and_an_html_place_before_checking(runner, tmp_path):
+    pipe = tmp_path / "handin.ipynb"
+    os.mkfifo(pipe)
+    outcome: list = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(invoke(runner, "check", str(pipe))), daemon=True
+    )
+    worker.start()
+    worker.join(30)
+    assert outcome, "waiting for a writer"
+    assert outcome[0].exit_code == 1
+    assert "not a notebook that can be checked: it is a pipe, not a notebook" in outcome[0].output
+
+    (tmp_path / "F").write_text("mine")
+    html = tmp_path / "F" / "report.html"
+    result = invoke(runner, "check", str(pipe), "--html", str(html))
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: cannot write {html}: {tmp_path / 'F'} is a file, not a folder. choose another "
+        "place with --html\n"
+    )  # before any hand-in was checked

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from mnistlab.cli.common import dataset_option, log, on_terminal, say
-from mnistlab.files import write_text
+from mnistlab.files import check_writable, write_text
 from mnistlab.notebook.limited import GIB, Limits
 
 WARNING = (
@@ -73,6 +73,8 @@ def check(
     from mnistlab.notebook import check as checking
     from mnistlab.notebook import verdict
 
+    if html_out is not None:
+        check_writable(html_out, option="--html")  # before the checks, which may rerun
     limits = Limits(timeout, round(memory * GIB)) if rerun else None
     if limits is not None:
         log(WARNING.format(seconds=limits.seconds, memory=memory))

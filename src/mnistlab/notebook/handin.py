@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mnistlab.errors import MnistlabError
+from mnistlab.files import open_regular
+
 MAX_BYTES = 64 * 2**20  # a hand-in above this is not read: the lab's executed notebook is 0.6 MB
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # Keras's and IPython's colours in outputs
 
@@ -51,12 +54,15 @@ class Cell:
 
 
 def read(path: Path, max_bytes: int = MAX_BYTES) -> list[Cell]:
-    """The hand-in's cells, or `Unreadable` saying why not; at most `max_bytes` are read."""
+    """The hand-in's cells, or `Unreadable` saying why not; at most `max_bytes` are read, of
+    a regular file only (a named pipe waited for a writer)."""
     try:
-        with path.open("rb") as f:
+        with open_regular(path, "a notebook") as f:
             raw = f.read(max_bytes + 1)
     except OSError as e:
         raise Unreadable(f"cannot be read: {e.strerror or e}") from None
+    except MnistlabError as e:
+        raise Unreadable(e.problem.removeprefix(f"cannot read {path}: ")) from None
     if len(raw) > max_bytes:
         raise Unreadable(f"larger than {max_bytes / 2**20:g} MB: not read")
     try:
