@@ -125,9 +125,8 @@ def save(
             )
         if size + adding > limits.total_bytes:
             raise Full(
-                f"the corrections folder {folder} is full: {size / 2**20:.1f} MiB of its "
-                f"{limits.total_bytes / 2**20:.0f} MiB, and this correction takes "
-                f"{adding / 2**10:.0f} KiB",
+                f"the corrections folder {folder} is full: {size:,} bytes of its "
+                f"{limits.total_bytes:,}, and this correction takes {adding:,}",
                 "fine-tune on them (`mnistlab finetune`), then move them elsewhere",
             )
         while True:

@@ -172,7 +172,13 @@ def explain(run: Run, image: Any, steps: int = STEPS) -> Explanation:
     if isinstance(image, str | Path | bytes) or hasattr(image, "read"):
         from mnistlab.images import read_image
 
-        image = read_image(picture_source(image))
+        source = picture_source(image)
+        try:
+            image = read_image(source)
+        except MnistlabError as e:
+            if not isinstance(source, Path):
+                raise
+            raise MnistlabError(f"{source}: {e.problem}", e.fix) from None
     pixels, single = as_pixels(image)
     if not single:
         raise MnistlabError(

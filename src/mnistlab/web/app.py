@@ -55,7 +55,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -545,17 +545,17 @@ def add_explain_and_corrections(
         if folder is None:
             raise ApiError(503, "this server keeps no corrections", "serve with --corrections DIR")
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media != "multipart/form-data":
+        if media not in ("multipart/form-data", "application/x-www-form-urlencoded"):
             raise ApiError(
                 415,
-                f"content type {media or '(none)'!r} is not multipart/form-data",
+                f"content type {media or '(none)'!r} is not a form",
                 "send multipart/form-data with `label`, and `pixels` or `raw`",
             )
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > im.MAX_BYTES + FORM_OVERHEAD:
             raise too_large()
         async with uploads:
-            form = await correction_form(request)
+            form = await correction_form(request, media == "multipart/form-data")
             try:
                 label_text = form.get("label")
                 if not isinstance(label_text, str) or not label_text.strip().isdigit():
@@ -630,9 +630,9 @@ async def small_json(request: Request) -> Any:
         ) from None
 
 
-async def correction_form(request: Request) -> Any:
+async def correction_form(request: Request, multipart: bool) -> Any:
     """A correction's form, its file streamed into a temporary file and cut off past the
-    upload limit or time, as /api/predict's are."""
+    upload limit or time, as /api/predict's are. Without a file it may be URL-encoded."""
     received = 0
 
     async def body() -> AsyncGenerator[bytes, None]:
@@ -643,8 +643,12 @@ async def correction_form(request: Request) -> Any:
                 raise too_large()
             yield chunk
 
-    parser = MultiPartParser(
-        request.headers, body(), max_files=1, max_fields=4, max_part_size=FORM_OVERHEAD
+    parser: MultiPartParser | FormParser = (
+        MultiPartParser(
+            request.headers, body(), max_files=1, max_fields=4, max_part_size=FORM_OVERHEAD
+        )
+        if multipart
+        else FormParser(request.headers, body())
     )
     try:
         with anyio.fail_after(UPLOAD_SECONDS):
