@@ -50,6 +50,7 @@ EXPLANATION_SIZE = (11.0, 3.6)  # `explanation`: the image, its saliency, its pr
 
 
 MISTAKES = 16  # the most confident wrong predictions shown
+LABELLED = 100  # mistakes on the map named with the class said (the lab's model makes ~60)
 MAX_GRID = 400  # images in one grid: 40 rows of 10, a figure of 13 x 60 inches
 
 
@@ -359,7 +360,7 @@ def embedding(
         linewidths=0.9,
         label=f"mistakes ({len(wrong)})",
     )
-    for i in wrong[:40]:  # name what was said, for the first few: more would cover the map
+    for i in wrong[:LABELLED]:  # what was said: beyond LABELLED the names would cover the map
         ax.annotate(
             names[predicted[i]],
             places[i],
