@@ -23,12 +23,15 @@ SEVEN = encode(strokes((300, 300), seven(50, 50, 200), 14))
 NAMES = tuple(str(d) for d in range(10))
 
 
-def square(label: int, rng) -> np.ndarray:
-    """A synthetic image (conftest's kind) whose bright square sits at the place of class
-    (label + 1) % 10: a picture the tiny run reads wrong, labelled as a person would."""
+def barred(rng) -> np.ndarray:
+    """A synthetic image (conftest's kind) with the square of a class other than 6, and a
+    bright bar along the bottom, where no class has its square: a picture a person says is a
+    6 (the bar is what makes a 6 here) and the tiny run, which never saw a bar, reads as the
+    square's class."""
     image = rng.integers(0, 60, size=(28, 28)).astype(np.uint8)
-    row, col = divmod((label + 1) % 10, 5)
+    row, col = divmod(int(rng.choice([0, 1, 2, 3, 4, 5, 7, 8, 9])), 5)
     image[4 + 12 * row : 10 + 12 * row, 2 + 5 * col : 8 + 5 * col] = 255
+    image[24:27, 2:26] = 255
     return image
 
 
@@ -242,12 +245,11 @@ def test_corrections_go_to_the_run_folder_by_default(tiny, tmp_path):
 
 @pytest.fixture(scope="module")
 def corrections_dir(tmp_path_factory):
-    """12 corrections the tiny run reads wrong: the square of class (y + 1) labelled y."""
+    """12 corrections the tiny run reads wrong: barred pictures, each labelled 6."""
     folder = tmp_path_factory.mktemp("corrections")
     rng = np.random.default_rng(5)
-    for i in range(12):
-        label = [3, 6][i % 2]
-        corr.save(folder, square(label, rng), label, NAMES)
+    for _ in range(12):
+        corr.save(folder, barred(rng), 6, NAMES)
     return folder
 
 
@@ -270,10 +272,11 @@ def test_finetune_learns_the_corrections_and_keeps_the_source(
     assert len(result.held_out) == 3 and len(result.learnt) == 9  # a quarter held out
     assert not set(result.held_out) & set(result.learnt)
     assert len(progress) == 4 and progress[0].startswith("epoch 1/4:")
-    # they were read wrong before, and are learnt after, held-out ones too
-    assert result.before["learnt"] < 0.5 and result.before["held_out"] < 0.5
+    # they were read wrong before, and are learnt after, held-out ones too: the bar is a 6
+    assert result.before["learnt"] < 0.5
     assert result.after["learnt"] >= 0.75, result.after
-    assert result.after["held_out"] > result.before["held_out"], result
+    # 3 of 3 held out read right after on both backends, 0 or 1 before
+    assert result.after["held_out"] >= 2 / 3 > result.before["held_out"], result
     assert result.after["test"] == runs.load(result.path).accuracy
     assert result.before["test"] == pytest.approx(runs.load(tiny_run).evaluate(tiny)["accuracy"])
     meta = runs.read_meta(result.path)
