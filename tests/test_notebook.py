@@ -219,6 +219,15 @@ def test_progress_has_a_line_for_each_part_as_it_finishes(tmp_path, monkeypatch)
 
 
 @pytest.mark.notebook
+def test_the_kernel_keeps_tensorflows_start_up_lines_quiet(tmp_path, monkeypatch):
+    # They are written by C++ to the terminal that runs the command, not into the notebook.
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    nb = new_notebook(cells=[new_code_cell("import os; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])")])
+    notebook.execute(nb, tmp_path)
+    assert nb.cells[0].outputs[0]["text"] == "2\n"
+
+
+@pytest.mark.notebook
 def test_limits_hold_in_the_kernel_and_bound_its_memory_and_time(tmp_path):
     limits = Limits(120, GIB)
     shown = notebook.execute(

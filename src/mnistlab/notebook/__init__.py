@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 import tempfile
@@ -394,6 +395,8 @@ def execute(
                     "argv": limits.wrap(argv) if limits else argv,
                     "display_name": "Python (mnistlab)",
                     "language": "python",
+                    # TensorFlow's C++ start-up lines would go to the terminal, not the notebook
+                    "env": {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")},
                 }
             )
         )
