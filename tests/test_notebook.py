@@ -379,7 +379,9 @@ def test_text_cells_state_the_printed_results(executed):
     code, _ = after(nb, "variant", name="baseline")
     shown = [o.get("data", {}) for o in code.outputs]
     table = next(data["text/markdown"] for data in shown if "text/markdown" in data)
-    rows = re.findall(r"^\| (\S+) \| ([\d,]+) \| (\d+) \| ([\d.]+% ± [\d.]+) \|", table, re.M)
+    rows = re.findall(
+        r"^\| (\S+) \| ([\d,]+) \| (\d+) \| [\d.]+% \| ([\d.]+% ± [\d.]+) \|", table, re.M
+    )
     assert [r[0] for r in rows] == ["baseline", "wide"]
     for name, parameters, epochs, accuracy in rows:
         _, text = after(nb, "variant", name=name)
@@ -389,9 +391,11 @@ def test_text_cells_state_the_printed_results(executed):
     best = re.search(r"Best: \*\*(\S+)\*\*, ([\d.]+%)", table)
     _, conclusion = after(nb, "conclusion")
     if best[1] == "baseline":
-        assert f"the lab's recipe, {best[2]}, is the best model here" in conclusion
+        assert "the lab's recipe is the best model here (chosen on the validation" in conclusion
+        assert f"at {best[2]} on the test set" in conclusion
     else:
-        assert f"The best model is **{best[1]}** ({best[2]}" in conclusion
+        assert "chosen on the validation images" in conclusion
+        assert f"is **{best[1]}**: {best[2]}" in conclusion
 
     code, text = after(nb, "bonus")
     bonus = re.search(r"Test accuracy on fashion-mnist: ([\d.]+)", stdout(code))[1]
