@@ -120,9 +120,8 @@ def compare(groups: dict[str, list[dict[str, Any]]], baseline: str) -> list[Row]
 def validations(metas: list[dict[str, Any]]) -> tuple[float, ...]:
     found = [m.get("validation") for m in metas]
     values = [v.get("accuracy") for v in found if isinstance(v, dict)]
-    if len(values) != len(metas) or not all(isinstance(v, (int, float)) for v in values):
-        return ()
-    return tuple(float(v) for v in values)
+    numbers = [float(v) for v in values if isinstance(v, (int, float))]
+    return tuple(numbers) if len(numbers) == len(metas) else ()
 
 
 def chosen_on(rows: Iterable[Row]) -> str:
