@@ -25,7 +25,7 @@ from mnistlab.cli.common import (
     spec_options,
 )
 from mnistlab.errors import MnistlabError
-from mnistlab.files import check_new
+from mnistlab.files import check_new, check_writable
 from mnistlab.spec import Spec
 from mnistlab.text import plural
 
@@ -185,6 +185,8 @@ def predict(
             "give either image files or --index N, not both" if images else "nothing to predict",
             "e.g. `mnistlab predict RUN_DIR photo.jpg` or `mnistlab predict RUN_DIR --index 0`",
         )
+    if out is not None:
+        check_writable(out, folder=True)  # before the run and the data are loaded
     from mnistlab.runs import load
 
     run = load(run_dir)

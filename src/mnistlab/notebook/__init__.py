@@ -53,11 +53,11 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_markdown_cell
 
 from mnistlab.backend import default as default_backend
-from mnistlab.data import DATASETS
+from mnistlab.data import DATASETS, load_sample
 from mnistlab.errors import MnistlabError
 from mnistlab.experiments import Experiment, find, names
 from mnistlab.experiments.plan import source
-from mnistlab.files import write_bytes
+from mnistlab.files import check_writable, write_bytes
 from mnistlab.notebook.kernel import VALUES_MIME
 from mnistlab.notebook.limited import Limits
 from mnistlab.results import describe
@@ -141,6 +141,9 @@ def settings(
         work=f"{out.stem}-files",
     )
     chosen.plan()  # refuse a bad experiment file before starting a kernel
+    if chosen.sample is not None:  # and a sample folder its first cell would fail on
+        for name in (chosen.dataset, chosen.bonus):
+            load_sample(name, chosen.sample / name)
     return chosen
 
 
@@ -268,7 +271,7 @@ def swap(found: re.Match[str]) -> str:
 
 def write_student(dataset: str, out: Path) -> Path:
     """Write the student's notebook at `out`; nothing runs."""
-    check_out(out)
+    check_out(out, work=False)
     return write(build_student(dataset), out)
 
 
@@ -669,9 +672,16 @@ def write_html(nb: NotebookNode, path: Path) -> Path:
     return path
 
 
-def check_out(out: Path) -> None:
+def check_out(out: Path, html: bool = False, work: bool = True) -> None:
+    """Refuse, before a kernel starts, a notebook path that is not a .ipynb file that can be
+    written, with its NAME-files/ folder beside it (`work`) and NAME.html (`html`)."""
     if out.suffix != ".ipynb":
         raise MnistlabError(f"{out} does not end in .ipynb", "name a .ipynb file")
+    check_writable(out)
+    if work:
+        check_writable(out.with_name(f"{out.stem}-files"), folder=True)
+    if html:
+        check_writable(out.with_suffix(".html"))
 
 
 def make(
@@ -682,7 +692,7 @@ def make(
 ) -> list[Path]:
     """Build, execute, fill and write the notebook at `out` (and `out` as .html); returns the
     files written. A failing cell leaves the notebook so far as `NAME.failed.ipynb`."""
-    check_out(out)
+    check_out(out, html)
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     nb = build(settings)

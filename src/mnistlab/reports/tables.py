@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mnistlab import runs
-from mnistlab.files import write_text
+from mnistlab.files import check_writable, write_text
 from mnistlab.results import SIGNIFICANCE, Results, Row, fmt_p, format_duration
 from mnistlab.text import plural
 
@@ -157,6 +157,7 @@ def write_results(results: Results, folder: Path) -> list[Path]:
     """results.md, results.csv, results.json and accuracy.png in the sweep folder `folder`."""
     from mnistlab.reports.figures import accuracy_by_variant
 
+    check_writable(folder, folder=True)
     files = runs.SweepFolder(folder)
     write_text(files.results_md, markdown(results))
     write_text(files.results_csv, csv(results))
