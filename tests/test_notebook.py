@@ -18,7 +18,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from mnistlab import cli, notebook
 from mnistlab.data import FILES, encode_idx
 from mnistlab.errors import MnistlabError
-from mnistlab.notebook.limited import GIB, Limits
+from mnistlab.limits import GIB, Limits
 from mnistlab.reports import figures as report
 
 TINY_EXPERIMENTS = """

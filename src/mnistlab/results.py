@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from mnistlab import runs
 from mnistlab.errors import MnistlabError
@@ -65,6 +64,8 @@ def welch(a: Sequence[float], b: Sequence[float]) -> float:
     (fewer than two runs on a side, or no spread at all)."""
     if len(a) < 2 or len(b) < 2 or (np.std(a) == 0 and np.std(b) == 0):
         return math.nan
+    from scipy import stats  # 1.7 s to import: only when a table is made, not for every command
+
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 

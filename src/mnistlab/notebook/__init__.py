@@ -58,8 +58,8 @@ from mnistlab.errors import MnistlabError
 from mnistlab.experiments import Experiment, find, names
 from mnistlab.experiments.plan import source
 from mnistlab.files import check_writable, write_bytes
+from mnistlab.limits import Limits
 from mnistlab.notebook.kernel import VALUES_MIME
-from mnistlab.notebook.limited import Limits
 from mnistlab.results import describe
 from mnistlab.text import plural
 from mnistlab.version import __version__
