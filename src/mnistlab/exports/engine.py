@@ -59,9 +59,10 @@ class OnnxModel:
         return np.asarray(answer)
 
 
-def locate(path: str | Path) -> tuple[Path, tuple[str, ...]]:
+def locate(path: str | Path) -> tuple[Path, tuple[str, ...], str]:
     """The ONNX model that `path` names (a .onnx file, an export folder, or a run folder that
-    holds an export) and its class names (from export.json beside it; digits without one)."""
+    holds an export), its class names and its data set (from export.json beside it; MNIST's
+    digits without one)."""
     path = Path(path)
     if path.is_file():
         model = path
@@ -74,17 +75,19 @@ def locate(path: str | Path) -> tuple[Path, tuple[str, ...]]:
         raise MnistlabError(f"no ONNX model or folder at {path}", NO_MODEL_FIX)
     meta_file = model.parent / META_FILE
     names: tuple[str, ...] = tuple(str(d) for d in range(10))
+    dataset = "mnist"
     if meta_file.is_file():
         try:
-            names = tuple(json.loads(meta_file.read_text())["class_names"])
+            meta = json.loads(meta_file.read_text())
+            names, dataset = tuple(meta["class_names"]), str(meta["dataset"])
         except (ValueError, KeyError, TypeError) as e:
             raise MnistlabError(f"{meta_file} is damaged ({e})", "export the run again") from e
-    return model, names
+    return model, names, dataset
 
 
-def load(path: str | Path) -> tuple[OnnxModel, tuple[str, ...]]:
-    """The model `path` names, ready to answer, and its class names."""
-    model_path, names = locate(path)
+def load(path: str | Path) -> tuple[OnnxModel, tuple[str, ...], str]:
+    """The model `path` names, ready to answer, its class names and its data set."""
+    model_path, names, dataset = locate(path)
     model = OnnxModel(model_path)
     outputs = model.output_shape[-1]
     if outputs != len(names):
@@ -92,4 +95,4 @@ def load(path: str | Path) -> tuple[OnnxModel, tuple[str, ...]]:
             f"{model_path} answers {outputs} classes but its {META_FILE} names {len(names)}",
             "export the run again",
         )
-    return model, names
+    return model, names, dataset
