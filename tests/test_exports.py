@@ -261,3 +261,35 @@ def test_predict_with_onnx_reads_a_test_image(onnx_export, monkeypatch, tiny):
     result = invoke("predict", "--engine", "onnx", onnx_export.out / "model.onnx", "--index", "3")
     assert result.exit_code == 0, result.output
     assert f"Actual label: {tiny.test[1][3]}" in result.output
+
+
+def test_without_the_npm_registry_the_web_export_says_how_to_go_on(tmp_path, monkeypatch):
+    """An empty cache and a registry that cannot be reached: one clear error, before any
+    conversion, naming the package and the way to bring it by hand; a tarball that is not the
+    published one is refused by its checksum."""
+    from mnistlab.exports import web
+
+    monkeypatch.setenv("MNISTLAB_DATA", str(tmp_path / "cache"))
+    monkeypatch.setenv("npm_config_registry", "http://127.0.0.1:9/")  # nothing listens there
+    monkeypatch.setenv("npm_config_fetch_retries", "0")
+    monkeypatch.setenv("npm_config_cache", str(tmp_path / "npm-cache"))
+    monkeypatch.delenv("MNISTLAB_ORT_WEB", raising=False)
+    with pytest.raises(MnistlabError) as error:
+        web.runtime_files(lambda message: None)
+    assert error.value.problem.startswith("cannot fetch onnxruntime-web 1.30.0 from the npm")
+    assert "npm pack onnxruntime-web@1.30.0" in error.value.fix
+    assert "MNISTLAB_ORT_WEB" in error.value.fix
+
+    fake = tmp_path / "onnxruntime-web-1.30.0.tgz"
+    fake.write_bytes(b"not the package")
+    monkeypatch.setenv("MNISTLAB_ORT_WEB", str(fake))
+    with pytest.raises(MnistlabError, match="is not onnxruntime-web 1.30.0 as the npm registry"):
+        web.runtime_files(lambda message: None)
+    assert not (tmp_path / "cache" / "onnxruntime-web-1.30.0").exists()
+
+
+def test_the_package_names_the_export():
+    import mnistlab as ml
+
+    assert ml.export is exports.export
+    assert ml.ExportReport is exports.ExportReport

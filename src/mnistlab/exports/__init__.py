@@ -228,7 +228,11 @@ def export_in_child(
             assert child.stdout is not None
             answer: dict[str, Any] = {}
             for line in child.stdout:
-                message = json.loads(line)
+                try:
+                    message = json.loads(line)
+                except ValueError:  # a native library's own print: passed on as it came
+                    sys.stderr.write(line)
+                    continue
                 if "progress" in message:
                     progress(message["progress"])
                 else:

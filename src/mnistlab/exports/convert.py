@@ -48,6 +48,11 @@ def export_here(
     progress: Log,
 ) -> ExportReport:
     started = time.perf_counter()
+    web_files: dict[str, bytes] = {}
+    if format == "web":  # first: without the registry, stop before any conversion
+        from mnistlab.exports.web import runtime_files
+
+        web_files = runtime_files(progress)
     model, meta, run_path = load_model(run_or_dir)
     if data is None:
         from mnistlab.data import load
@@ -66,7 +71,7 @@ def export_here(
         if format == "web":
             from mnistlab.exports.web import write_page
 
-            extra = write_page(tmp, meta, progress)
+            extra = write_page(tmp, web_files)
         models = []
         for path, int8 in written:
             kind = "onnx" if format == "web" else format

@@ -52,9 +52,8 @@ OFFLINE_FIX = (
 )
 
 
-def write_page(folder: Path, meta: dict[str, Any], progress: Log) -> dict[str, Any]:
-    """Write the page and the runtime into `folder` (which holds model.onnx already)."""
-    files = runtime_files(progress)
+def write_page(folder: Path, files: dict[str, bytes]) -> dict[str, Any]:
+    """Write the page and the runtime's `files` into `folder` (which holds model.onnx)."""
     for name, raw in files.items():
         write_bytes(folder / name, raw)
     page = resources.files("mnistlab.exports") / "page"
