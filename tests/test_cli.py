@@ -217,6 +217,7 @@ def test_out_is_a_folder_except_where_one_file_is_the_point():
         "experiment": "folder",
         "compare": "folder",
         "report": "folder",
+        "export": "folder",
         "data show": "file",
         "notebook": "file",
     }

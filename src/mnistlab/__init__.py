@@ -7,6 +7,7 @@
     results = ml.run_experiment("lab", seeds=5)            # resumable; the results table
     tuned = ml.tune("lab-space", minutes=30)               # chosen on validation, then tested
     ml.check("alice.ipynb").passed                         # a student's hand-in, not run
+    ml.export("runs/mine", "onnx", "runs/mine-onnx")       # ONNX, checked against Keras
 
 Importing mnistlab is cheap and picks no Keras backend: the names below load their modules
 when first used, and training follows the backend Keras runs (else `$KERAS_BACKEND`, else JAX).
@@ -42,9 +43,12 @@ API = {
     "report": ("mnistlab.reports", "report"),
     "check": ("mnistlab.notebook.check", "check"),
     "MnistlabError": ("mnistlab.errors", "MnistlabError"),
+    "export": ("mnistlab.exports", "export"),
+    "ExportReport": ("mnistlab.exports", "ExportReport"),
 }
 __all__ = [
     "Dataset",
+    "ExportReport",
     "MnistlabError",
     "PRESETS",
     "Results",
@@ -56,6 +60,7 @@ __all__ = [
     "compare_runs",
     "datasets",
     "evaluate",
+    "export",
     "list_experiments",
     "load",
     "load_run",
@@ -75,6 +80,7 @@ if TYPE_CHECKING:
     from mnistlab.evaluation import evaluate
     from mnistlab.experiments import names as list_experiments
     from mnistlab.experiments import run_experiment
+    from mnistlab.exports import ExportReport, export
     from mnistlab.images import read_image
     from mnistlab.models import build
     from mnistlab.notebook.check import check
