@@ -1,6 +1,10 @@
 """The command line through Click's runner: output, files and exit codes."""
 
 import json
+import os
+import shutil
+import threading
+from pathlib import Path
 
 import click
 import keras
@@ -214,6 +218,7 @@ def test_out_is_a_folder_except_where_one_file_is_the_point():
         "compare": "folder",
         "report": "folder",
         "finetune": "folder",
+        "export": "folder",
         "data show": "file",
         "notebook": "file",
         "explain": "file",
@@ -636,3 +641,247 @@ def test_experiment_help_names_the_shipped_experiments(runner):
 
     text = " ".join(invoke(runner, "experiment", "--help").output.split())
     assert f"Shipped experiments: {', '.join(names())}." in text
+
+
+# ---------------------------------------------------------------------------------------------
+# Where a command writes is checked before any work: a file in the way, a read-only folder,
+# a read-only working folder
+
+TINY_EXPERIMENT = """
+name = "tiny"
+dataset = "mnist"
+seeds = [1]
+baseline = "a"
+
+[base]
+epochs = 1
+hidden = [8]
+
+[[variants]]
+name = "a"
+"""
+
+
+def writing_commands(tmp_path, tiny_run):
+    """Each command that writes, as a function of where it writes (None: its default)."""
+    picture = tmp_path / "seven.png"
+    Image.new("L", (28, 28), 255).save(picture)
+    experiment = tmp_path / "tiny.toml"
+    experiment.write_text(TINY_EXPERIMENT)
+    run = str(tiny_run)
+
+    def out(path, name=""):
+        return ["--out", str(path / name if name else path)] if path is not None else []
+
+    return {
+        "data-show": lambda p: ["data", "show", "mnist", *out(p or Path("."), "a.png")],
+        "predict-index": lambda p: ["predict", run, "--index", "0", *out(p or Path("shown"))],
+        "predict-files": lambda p: ["predict", run, str(picture), *out(p or Path("shown"))],
+        "report": lambda p: ["report", run, *out(p or Path("report"))],
+        "compare": lambda p: ["compare", run, *out(p or Path("table"))],
+        "notebook": lambda p: ["notebook", "--quick", *out(p, "lab.ipynb")],
+        "notebook-html": lambda p: ["notebook", "--quick", "--html", *out(p, "lab.ipynb")],
+        "experiment": lambda p: ["experiment", str(experiment), *out(p)],
+    }
+
+
+COMMANDS_THAT_WRITE = [
+    "data-show",
+    "predict-index",
+    "predict-files",
+    "report",
+    "compare",
+    "notebook",
+    "notebook-html",
+    "experiment",
+]
+
+
+def locked_folder(tmp_path, monkeypatch):
+    """A folder nobody may write into: root may all the same (mode 0o555 binds other users
+    only), so os.access answers for it as the kernel answers them."""
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    real_access = os.access
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode, **kw: (
+            real_access(p, mode, **kw) and not (mode & os.W_OK and Path(p) == locked)
+        ),
+    )
+    return locked
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "read-only", "read-only-working-folder"])
+@pytest.mark.parametrize("command", COMMANDS_THAT_WRITE)
+def test_a_place_that_cannot_be_written_is_refused_before_any_work(
+    runner, fake_data, tiny_run, tmp_path, monkeypatch, command, where
+):
+    args = writing_commands(tmp_path, tiny_run)[command]
+    if where == "under-a-file":
+        (tmp_path / "F").write_text("mine")
+        argv, why = args(tmp_path / "F" / "deeper"), f"{tmp_path / 'F'} is a file, not a folder"
+    else:
+        locked = locked_folder(tmp_path, monkeypatch)
+        why = f"{locked} is not writable"
+        if where == "read-only":
+            argv = args(locked / "deeper")
+        else:
+            monkeypatch.chdir(locked)
+            argv = args(None)  # the default place, in the working folder, or a relative one
+    result = invoke(runner, *argv)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: cannot write ") and "Traceback" not in result.output
+    assert f": {why}. choose another place with --out" in result.output
+    assert fake_data == []  # refused before the data was loaded
+    if where == "under-a-file":
+        assert (tmp_path / "F").read_text() == "mine"
+    else:
+        assert list(locked.iterdir()) == []
+
+
+def test_a_read_only_run_folder_is_refused_by_report(
+    runner, fake_data, tiny_run, tmp_path, monkeypatch
+):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    real_access = os.access
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode, **kw: (
+            real_access(p, mode, **kw) and not (mode & os.W_OK and Path(p) == run)
+        ),
+    )
+    result = invoke(runner, "report", str(run))
+    assert result.exit_code == 2
+    assert f"error: cannot write {run / 'report'}: {run} is not writable" in result.output
+    assert fake_data == []
+
+
+def test_experiment_refuses_a_tensorboard_folder_that_cannot_be_written(
+    runner, fake_data, tmp_path, tiny_run
+):
+    (tmp_path / "F").write_text("mine")
+    argv = writing_commands(tmp_path, tiny_run)["experiment"](tmp_path / "sweep")
+    result = invoke(runner, *argv, "--tensorboard", str(tmp_path / "F" / "tb"))
+    assert result.exit_code == 2
+    assert "is a file, not a folder. choose another place with --tensorboard" in result.output
+    assert fake_data == []
+
+
+def test_the_library_refuses_the_same_places_with_a_mnistlab_error(tiny, tiny_run, tmp_path):
+    from mnistlab import experiments, notebook, prediction, runs
+    from mnistlab.errors import MnistlabError
+    from mnistlab.reports import figures, page, tables
+    from mnistlab.results import compare_runs
+
+    (tmp_path / "F").write_text("mine")
+    bad = tmp_path / "F" / "deeper"
+    run = runs.load(tiny_run)
+    experiment = tmp_path / "tiny.toml"
+    experiment.write_text(TINY_EXPERIMENT)
+    calls = {
+        "show_images": lambda: figures.show_images(tiny, bad / "a.png"),
+        "report": lambda: page.make(run, bad, lambda name: tiny),
+        "write_results": lambda: tables.write_results(compare_runs([tiny_run]), bad),
+        "answer_files": lambda: prediction.answer_files(run.model, run.class_names, [], bad),
+        "run_experiment": lambda: experiments.run_experiment(experiment, out=bad, data=tiny),
+        "notebook": lambda: notebook.settings(out=bad / "lab.ipynb"),
+    }
+    for name, call in calls.items():
+        with pytest.raises(MnistlabError, match=f"^cannot write {bad}") as caught:
+            call()
+        assert f"{tmp_path / 'F'} is a file, not a folder" in caught.value.problem, name
+    assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings files that are not regular files are refused by name, not read without end
+
+
+@pytest.fixture
+def not_files(tmp_path):
+    pipe = tmp_path / "pipe.toml"
+    os.mkfifo(pipe)
+    big = tmp_path / "big.toml"
+    with big.open("wb") as f:
+        f.truncate(2 << 20)
+    return {"device": Path("/dev/zero"), "pipe": pipe, "folder": tmp_path, "over-1-MiB": big}
+
+
+SETTINGS_FILES = {
+    "experiment": (["experiment", "{}", "--dry-run"], "an experiment file"),
+    "notebook": (
+        ["notebook", "--experiments", "{}", "--out", "{tmp}/lab.ipynb"],
+        "an experiment file",
+    ),
+    "train-spec": (["train", "--spec", "{}"], "a spec file"),
+}
+
+
+@pytest.mark.parametrize(
+    ("command", "kind"),
+    [
+        (command, kind)
+        for command in SETTINGS_FILES
+        for kind in ("device", "pipe", "folder", "over-1-MiB")
+        if (command, kind) != ("train-spec", "folder")  # Click refuses it: dir_okay=False
+    ],
+)
+def test_a_settings_file_that_is_not_a_file_is_refused_by_name(
+    runner, not_files, tmp_path, command, kind
+):
+    path = not_files[kind]
+    argv, what = SETTINGS_FILES[command]
+    args = [a.replace("{}", str(path)).replace("{tmp}", str(tmp_path)) for a in argv]
+    outcome: list = []
+    worker = threading.Thread(target=lambda: outcome.append(invoke(runner, *args)), daemon=True)
+    worker.start()
+    worker.join(30)
+    assert outcome, "still reading"  # a pipe waited for a writer, /dev/zero filled memory
+    result = outcome[0]
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: cannot read {path}: it is "), result.output
+    assert f"{what}. name {what}" in result.output
+
+
+def test_a_search_space_file_that_is_not_a_file_is_refused_by_name(not_files):
+    from mnistlab.errors import MnistlabError
+    from mnistlab.tuning import space
+
+    for kind in ("device", "pipe"):
+        with pytest.raises(MnistlabError, match=f"it is a {kind}, not a search space file"):
+            space.source(not_files[kind])
+
+
+def test_a_write_that_fails_during_the_work_is_one_line(runner, fake_data, tmp_path, monkeypatch):
+    import errno
+
+    from mnistlab import files
+
+    def full(*args, dir=None, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dir))
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", full)
+    result = invoke(runner, "data", "show", "mnist", "--out", str(tmp_path / "a.png"))
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: {tmp_path}: No space left on device (OSError). check the path, its permissions "
+        "and the free space, then run the command again\n"
+    )
+
+
+def test_notebook_checks_its_sample_folder_before_a_kernel_starts(runner, tmp_path):
+    sample = tmp_path / "sample"
+    (sample / "mnist").mkdir(parents=True)
+    out = tmp_path / "lab.ipynb"
+    args = ["notebook", "--quick", "--sample-data", str(sample), "--out", str(out)]
+    result = invoke(runner, *args)
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: sample folder {sample / 'mnist'} has no train-images-idx3-ubyte (nor "
+        "train-images-idx3-ubyte.gz). put the four IDX files of a sample there\n"
+    )  # not "the notebook failed while running", after a kernel started
+    assert list(tmp_path.iterdir()) == [sample]

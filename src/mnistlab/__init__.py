@@ -9,6 +9,7 @@
     ml.explain(run, "seven.png").saliency                  # which pixels made the answer
     ml.finetune(run, "corrections/")                       # learn from the page's corrections
     ml.check("alice.ipynb").passed                         # a student's hand-in, not run
+    ml.export("runs/mine", "onnx", "runs/mine-onnx")       # ONNX, checked against Keras
 
 Importing mnistlab is cheap and picks no Keras backend: the names below load their modules
 when first used, and training follows the backend Keras runs (else `$KERAS_BACKEND`, else JAX).
@@ -48,10 +49,13 @@ API = {
     "report": ("mnistlab.reports", "report"),
     "check": ("mnistlab.notebook.check", "check"),
     "MnistlabError": ("mnistlab.errors", "MnistlabError"),
+    "export": ("mnistlab.exports", "export"),
+    "ExportReport": ("mnistlab.exports", "ExportReport"),
 }
 __all__ = [
     "Dataset",
     "Explanation",
+    "ExportReport",
     "FinetuneResult",
     "MnistlabError",
     "PRESETS",
@@ -65,6 +69,7 @@ __all__ = [
     "datasets",
     "evaluate",
     "explain",
+    "export",
     "finetune",
     "list_experiments",
     "load",
@@ -86,6 +91,7 @@ if TYPE_CHECKING:
     from mnistlab.experiments import names as list_experiments
     from mnistlab.experiments import run_experiment
     from mnistlab.explaining import Explanation, explain
+    from mnistlab.exports import ExportReport, export
     from mnistlab.finetuning import FinetuneResult, finetune
     from mnistlab.images import read_image
     from mnistlab.models import build

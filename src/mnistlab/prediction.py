@@ -122,9 +122,11 @@ def answer_files(
     is `describe`'s with the file and whether its ink was dark on light (`inverted`); a file
     that cannot be read gets `{"file", "error", "fix"}` instead and the others are still read.
     With `show`, the 28x28 image the model saw is written there as `NAME-28x28.png`."""
-    from mnistlab.files import write_bytes
+    from mnistlab.files import check_writable, write_bytes
     from mnistlab.images import png, read_image
 
+    if show is not None:
+        check_writable(show, folder=True)
     answers: list[dict[str, Any]] = []
     taken: set[str] = set()
     for path in paths:

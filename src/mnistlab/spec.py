@@ -20,6 +20,7 @@ from typing import Any
 
 from mnistlab.backend import BACKENDS
 from mnistlab.errors import MnistlabError
+from mnistlab.files import read_text
 
 MAX_EPOCHS = 1000
 MAX_BATCH = 60000  # the whole training set
@@ -122,7 +123,7 @@ class Spec:
         the others at their defaults; unknown keys and wrong types are refused, naming the key."""
         path = Path(path)
         try:
-            values = tomllib.loads(path.read_text())
+            values = tomllib.loads(read_text(path, "a spec file"))
         except FileNotFoundError:
             raise MnistlabError(f"no spec file at {path}", "check the path") from None
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:

@@ -46,6 +46,14 @@ class Group(click.Group):
             return super().invoke(ctx)
         except MnistlabError as e:
             raise UserError(str(e)) from e
+        except OSError as e:
+            # What no check before the work can foresee (a disk that fills, a file system
+            # that turns read-only, a file removed meanwhile): one line, not a traceback.
+            where = f"{e.filename}: " if e.filename is not None else ""
+            raise UserError(
+                f"{where}{e.strerror or e} ({type(e).__name__}). check the path, its "
+                "permissions and the free space, then run the command again"
+            ) from e
         except click.UsageError as e:
             # Click's parser raises some errors ("Option '--dataset' requires an argument")
             # without the context of the command it was parsing: name that command, so the

@@ -99,8 +99,9 @@ def show(
 
     DATASET: mnist or fashion-mnist.
     """
-    from mnistlab.reports.figures import show_images
+    from mnistlab.reports.figures import check_png, show_images
 
+    check_png(out)  # before the data is loaded
     say(f"Wrote {show_images(load_data(dataset, data_dir, offline), out, index, grid, split)}")
 
 

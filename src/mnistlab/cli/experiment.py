@@ -24,6 +24,7 @@ from mnistlab.cli.common import (
     say,
 )
 from mnistlab.errors import MnistlabError
+from mnistlab.files import check_writable
 from mnistlab.text import plural
 
 if TYPE_CHECKING:
@@ -124,6 +125,10 @@ def experiment(
     plan = ex.resolve(experiment, seed_count)
     out = out or ex.default_out(plan)
     planned = ex.plan_runs(plan, out)
+    if not dry_run:  # before the data is loaded
+        check_writable(out, folder=True)
+        if tensorboard_dir is not None:
+            check_writable(tensorboard_dir, folder=True, option="--tensorboard")
     (say if dry_run else log)(  # the plan is what --dry-run answers; else status, as progress
         f"Experiment {plan.name}: {plural(len(plan.variants), 'variant')} x "
         f"{plural(len(plan.seeds), 'seed')} {list(plan.seeds)} on {plan.dataset} = "
@@ -288,6 +293,8 @@ def compare(run_dirs: tuple[Path, ...], out: Path | None) -> None:
     from mnistlab.reports.tables import write_results
     from mnistlab.results import compare_runs
 
+    if out is not None:
+        check_writable(out, folder=True)  # before the runs are loaded
     results = compare_runs(run_dirs)
     if out is not None:
         results = replace(results, path=out)

@@ -31,7 +31,7 @@ import numpy as np
 from mnistlab.data.cache import cache_dir, fetch, verify_cache
 from mnistlab.data.catalog import DATASETS, dataset_info
 from mnistlab.data.idx import FILES, decode_idx, encode_idx, read_file
-from mnistlab.data.sources import Log
+from mnistlab.data.sources import Log, limits
 from mnistlab.errors import MnistlabError
 from mnistlab.text import plural
 
@@ -86,18 +86,19 @@ def load(
 def load_sample(name: str, folder: Path) -> Dataset:
     """A data set's four IDX files (raw or .gz) from `folder`, of any size and NOT checked
     against the published checksums: for a small sample, e.g. to try `mnistlab notebook` in
-    seconds or to test it. The images must be 28x28 and the labels name known classes."""
+    seconds or to test it. The images must be 28x28 and the labels name known classes; no
+    file is read or inflated past the size of the whole data set's."""
     info = dataset_info(name)
     folder = Path(folder)
     arrays = []
-    for file in FILES:
-        found = next((p for p in (folder / file, folder / f"{file}.gz") if p.is_file()), None)
+    for file, limit in limits(info).items():
+        found = next((p for p in (folder / file, folder / f"{file}.gz") if p.exists()), None)
         if found is None:
             raise MnistlabError(
                 f"sample folder {folder} has no {file} (nor {file}.gz)",
                 "put the four IDX files of a sample there",
             )
-        arrays.append(decode_idx(read_file(found), str(found)))
+        arrays.append(decode_idx(read_file(found, limit), str(found)))
     x_train, y_train, x_test, y_test = arrays
     for images, labels, split in ((x_train, y_train, "train"), (x_test, y_test, "t10k")):
         if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1:

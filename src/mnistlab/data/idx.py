@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import math
 import os
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from mnistlab import files
 from mnistlab.errors import MnistlabError
 from mnistlab.text import plural
 
@@ -26,6 +30,11 @@ IMAGE_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 
 
 LABEL_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
+
+
+def file_size(file: str, count: int) -> int:
+    """The bytes of the IDX file `file` (one of FILES) holding `count` images or labels."""
+    return 16 + count * 28 * 28 if "images" in file else 8 + count
 
 
 def encode_idx(array: np.ndarray) -> bytes:
@@ -67,7 +76,9 @@ def idx_layout(raw: bytes | bytearray, name: str = "IDX data") -> tuple[int, tup
             f"{name} is truncated inside its header", "delete it and fetch the data again"
         )
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = header_size + int(np.prod(shape))
+    # Python's integers: np.prod wraps around at 2**63, and a header of three dimensions of
+    # 2**32 - 1 then "promised" a small or negative size, which reshape failed on.
+    expected = header_size + math.prod(shape)
     if len(raw) < expected:
         raise MnistlabError(
             f"{name} is truncated: {len(raw):,} bytes where its header promises {expected:,}",
@@ -82,29 +93,71 @@ def idx_layout(raw: bytes | bytearray, name: str = "IDX data") -> tuple[int, tup
     return header_size, shape
 
 
-def read_into_memory(path: Path) -> bytearray:
-    """The bytes of a file as a bytearray, which `decode_idx` views without copying them."""
-    with path.open("rb") as f:
-        raw = bytearray(os.fstat(f.fileno()).st_size)
+def read_into_memory(path: Path, limit: int | None = None) -> bytearray:
+    """The bytes of a regular file as a bytearray, which `decode_idx` views without copying
+    them; a file over `limit` bytes is refused before it is read."""
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        if limit is not None and size > limit:
+            raise too_long(path, size, limit)
+        raw = bytearray(size)
         del raw[f.readinto(raw) :]  # the file shrank while it was read
     return raw
 
 
-def read_file(path: Path) -> bytes:
-    """The bytes of a file, gunzipped when it is gzip (by content, whatever its name)."""
+def read_file(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of a file, gunzipped when it is gzip (by content, whatever its name). Only a
+    regular file is read: a device (/dev/zero) or a pipe is refused by name. With `limit`, at
+    most `limit` bytes of content are read or inflated: a larger file, or a gzip file that
+    inflates past it (a 1 MB decompression bomb took 2.1 GB before), is refused at `limit`."""
+    with open_regular(path) as f:
+        head = f.read(2)
+        f.seek(0)
+        if head != b"\x1f\x8b":
+            size = os.fstat(f.fileno()).st_size
+            if limit is not None and size > limit:
+                raise too_long(path, size, limit)
+            raw = f.read() if limit is None else f.read(limit + 1)
+            if limit is not None and len(raw) > limit:  # it grew while it was read
+                raise too_long(path, len(raw), limit)
+            return raw
+        return inflate(f, str(path), limit)
+
+
+def inflate(compressed: BinaryIO, name: str, limit: int | None = None) -> bytes:
+    """The content of a gzip stream; with `limit`, refused as soon as it inflates past it."""
     try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise MnistlabError(f"cannot read {path}: {e.strerror}", "check the path") from e
-    if raw[:2] != b"\x1f\x8b":
-        return raw
-    try:
-        return gzip.decompress(raw)
+        with gzip.GzipFile(fileobj=compressed) as unzipped:
+            # GzipFile.read(n) inflates no more than n bytes, whatever the stream holds.
+            raw = unzipped.read() if limit is None else unzipped.read(limit + 1)
     except (OSError, EOFError, zlib.error) as e:
         raise MnistlabError(
-            f"{path} is not a valid gzip file (corrupt or truncated: {e})",
+            f"{name} is not a valid gzip file (corrupt or truncated: {e})",
             "delete it and fetch the data again",
         ) from e
+    if limit is not None and len(raw) > limit:
+        raise MnistlabError(
+            f"{name} is corrupt: it inflates to more than the {limit:,} bytes its file can hold "
+            "(a decompression bomb?)",
+            "use the data set's own files, or delete it and fetch the data again",
+        )
+    return raw
+
+
+def too_long(path: Path, size: int, limit: int) -> MnistlabError:
+    return MnistlabError(
+        f"{path} is corrupt: {plural(size - limit, 'byte')} past the end of the {limit:,} "
+        "bytes its file can hold",
+        "delete it and fetch the data again",
+    )
+
+
+def open_regular(path: Path) -> io.BufferedReader:
+    """files.open_regular, any OSError said in one line."""
+    try:
+        return files.open_regular(path, "a data file")
+    except OSError as e:
+        raise MnistlabError(f"cannot read {path}: {e.strerror}", "check the path") from e
 
 
 def sha256(raw: bytes | bytearray) -> str:

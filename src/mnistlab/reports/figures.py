@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mnistlab.errors import MnistlabError  # noqa: E402
-from mnistlab.files import writing  # noqa: E402
+from mnistlab.files import check_writable, writing  # noqa: E402
 from mnistlab.text import plural  # noqa: E402
 
 if TYPE_CHECKING:
@@ -54,12 +54,18 @@ LABELLED = 100  # mistakes on the map named with the class said (the lab's model
 MAX_GRID = 400  # images in one grid: 40 rows of 10, a figure of 13 x 60 inches
 
 
+def check_png(path: Path) -> None:
+    """Refuse, before any work, a path that is not a .png file that can be written."""
+    if Path(path).suffix.lower() != ".png":
+        raise MnistlabError(f"{path} does not end in .png", "name a .png file")
+    check_writable(path)
+
+
 def write_figure(figure: Figure, path: Path, exact: bool = False) -> Path:
     """Save as PNG to a temporary file beside `path`, then rename into place. `exact` keeps the
     figure's own size (a constrained layout fits it) instead of cropping it to its content."""
-    if path.suffix.lower() != ".png":
-        raise MnistlabError(f"{path} does not end in .png", "name a .png file")
     try:
+        check_png(path)
         with writing(path, suffix=".png") as tmp:
             figure.savefig(tmp, dpi=DPI, bbox_inches=None if exact else "tight")
     finally:
@@ -265,6 +271,7 @@ def show_images(
 ) -> Path:
     """Image `index` of a data set's `split` with its label as the title ("label 5"), or
     `count` images from `index` on in a grid, each titled with its index and label."""
+    check_png(path)
     images, labels = data.train if split == "train" else data.test
     if not 0 <= index < len(images):
         raise MnistlabError(

@@ -15,7 +15,7 @@ from pathlib import Path
 from mnistlab import runs
 from mnistlab.data import Dataset
 from mnistlab.errors import MnistlabError
-from mnistlab.files import write_text
+from mnistlab.files import check_writable, read_text, write_text
 from mnistlab.reports.figures import (
     SIZES,
     accuracy_by_variant,
@@ -176,6 +176,7 @@ def make(
             raise MnistlabError("the run is not saved", "save it first, or pass out=FOLDER")
         out = folder / "report"
     out = Path(out)
+    check_writable(out, folder=True)  # before the data is loaded and the figures drawn
     if run is None and folder is not None and (folder / runs.META_FILE).is_file():
         run = runs.load(folder)
     if run is not None:
@@ -197,6 +198,9 @@ def make(
     return write_page(out / "index.html", title, sections), figures
 
 
+RESULTS_LIMIT = 64 << 20  # bytes: a results.json is a few kB per variant
+
+
 def read_results(folder: Path) -> Results:
     """The `results.json` of a sweep or comparison folder."""
     path = runs.SweepFolder(folder).results_json
@@ -207,7 +211,7 @@ def read_results(folder: Path) -> Results:
             "pass a folder made by `mnistlab train`, `mnistlab experiment` or `compare --out`",
         )
     try:
-        values = json.loads(path.read_text())
+        values = json.loads(read_text(path, "a results file", limit=RESULTS_LIMIT))
     except ValueError as e:
         raise MnistlabError(
             f"{path} is damaged ({e})",

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from mnistlab.data import DATASETS
 from mnistlab.errors import MnistlabError
+from mnistlab.files import read_text
 from mnistlab.spec import TYPES, Spec, check_type
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ def source(name_or_path: str | Path) -> tuple[str, Path]:
             f"choose one of: {', '.join(names())}; or give the path of a TOML file",
         )
     try:
-        return path.read_text(), path
+        return read_text(path, "a search space file"), path
     except FileNotFoundError:
         raise MnistlabError(f"no search space file at {path}", "check the path") from None
     except (OSError, UnicodeDecodeError) as e:
