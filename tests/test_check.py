@@ -16,9 +16,9 @@ from test_notebook import write_sample
 
 from mnistlab import cli, notebook
 from mnistlab.errors import MnistlabError
+from mnistlab.limits import GIB, Limits
 from mnistlab.notebook import check as checking
 from mnistlab.notebook.handin import Fit, Reader, figure, stated_accuracies
-from mnistlab.notebook.limited import GIB, Limits
 
 # the lab's experiments on one seed: each of the four ideas once
 EXPERIMENTS = """

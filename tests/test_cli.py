@@ -217,8 +217,11 @@ def test_out_is_a_folder_except_where_one_file_is_the_point():
         "experiment": "folder",
         "compare": "folder",
         "report": "folder",
+        "finetune": "folder",
+        "export": "folder",
         "data show": "file",
         "notebook": "file",
+        "explain": "file",
     }
     assert "--out is where a command writes what it makes" in cli.cli.help
 

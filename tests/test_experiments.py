@@ -129,11 +129,12 @@ def test_verdicts(difference, p, verdict):
     assert results.verdict(difference, p) == verdict
 
 
-def meta(accuracy, seed, hidden=(128,), seconds=2.0):
+def meta(accuracy, seed, hidden=(128,), seconds=2.0, validation=None):
     return {
         "spec": Spec(hidden=hidden, seed=seed).to_dict(),
         "parameters": 1000,
         "metrics": {"accuracy": accuracy},
+        "validation": {} if validation is None else {"accuracy": validation},
         "seconds": {"train": seconds},
     }
 
@@ -156,15 +157,45 @@ def test_rows_of_the_table():
     table = results.Results("T", (base, wide), "base", "mnist", (1, 2, 3), 6, ("jax",), "here", 30)
     text = tables.markdown(table)
     assert (
-        "| wide | 1,000 | 5 | 97.70% ± 0.20 | 97.50% | 97.90% | 3 | 5.0 "
+        "| wide | 1,000 | 5 | n/a | 97.70% ± 0.20 | 97.50% | 97.90% | 3 | 5.0 "
         "| +0.50 pts | 0.038 | better |" in text
     )
-    assert "Best: **wide**, 97.70% ± 0.20 over 3 seeds." in text
+    assert "Best: **wide**, 97.70% ± 0.20 over 3 seeds. Chosen on test accuracy: some" in text
     csv = tables.csv(table).splitlines()
     assert csv[0].startswith("variant,parameters,epochs,mean_accuracy,std_accuracy")
     assert csv[2].startswith(
         "wide,1000,5,0.977000,0.002000,0.975000,0.979000,3,5.00,0.005000,0.0375901,better"
     )
+
+
+def test_the_best_is_chosen_on_validation_not_on_the_test_set():
+    # "wide" scores higher on the test set, "deep" on the held-out validation images.
+    groups = {
+        "base": [meta(0.970, s, validation=0.968) for s in (1, 2)],
+        "wide": [meta(0.979, s, (256,), validation=0.970) for s in (1, 2)],
+        "deep": [meta(0.975, s, (128, 64), validation=0.974) for s in (1, 2)],
+    }
+    rows = tuple(results.compare(groups, "base"))
+    table = results.Results("T", rows, "base", "mnist", (1, 2), 6, ("jax",), "here", 30)
+    assert (table.best.variant, table.chosen_on) == ("deep", "validation")
+    text = tables.markdown(table)
+    assert "| deep | 1,000 | 5 | 97.40% | 97.50% ± 0.00 |" in text
+    assert "Best: **deep**, 97.50% ± 0.00 over 2 seeds. Chosen on validation accuracy" in text
+    again = results.Results.from_json(table.to_json())
+    assert (again.best.variant, again.rows[2].validation) == ("deep", pytest.approx(0.974))
+    # one run without held-out images: the test set is all there is, and the table says so
+    groups["deep"][1] = meta(0.975, 2, (128, 64))
+    rows = tuple(results.compare(groups, "base"))
+    table = results.Results("T", rows, "base", "mnist", (1, 2), 6, ("jax",), "here", 30)
+    assert (table.best.variant, table.chosen_on) == ("wide", "test")
+
+
+def test_run_folders_keep_the_last_epochs_validation():
+    assert runs.validation({"val_accuracy": [0.9, 0.95], "val_loss": [0.3, 0.2]}) == {
+        "loss": 0.2,
+        "accuracy": 0.95,
+    }
+    assert runs.validation({"accuracy": [0.9]}) == {}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from mnistlab import cli, notebook
 from mnistlab.data import FILES, encode_idx
 from mnistlab.errors import MnistlabError
-from mnistlab.notebook.limited import GIB, Limits
+from mnistlab.limits import GIB, Limits
 from mnistlab.reports import figures as report
 
 TINY_EXPERIMENTS = """
@@ -219,6 +219,15 @@ def test_progress_has_a_line_for_each_part_as_it_finishes(tmp_path, monkeypatch)
 
 
 @pytest.mark.notebook
+def test_the_kernel_keeps_tensorflows_start_up_lines_quiet(tmp_path, monkeypatch):
+    # They are written by C++ to the terminal that runs the command, not into the notebook.
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    nb = new_notebook(cells=[new_code_cell("import os; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])")])
+    notebook.execute(nb, tmp_path)
+    assert nb.cells[0].outputs[0]["text"] == "2\n"
+
+
+@pytest.mark.notebook
 def test_limits_hold_in_the_kernel_and_bound_its_memory_and_time(tmp_path):
     limits = Limits(120, GIB)
     shown = notebook.execute(
@@ -370,7 +379,9 @@ def test_text_cells_state_the_printed_results(executed):
     code, _ = after(nb, "variant", name="baseline")
     shown = [o.get("data", {}) for o in code.outputs]
     table = next(data["text/markdown"] for data in shown if "text/markdown" in data)
-    rows = re.findall(r"^\| (\S+) \| ([\d,]+) \| (\d+) \| ([\d.]+% ± [\d.]+) \|", table, re.M)
+    rows = re.findall(
+        r"^\| (\S+) \| ([\d,]+) \| (\d+) \| [\d.]+% \| ([\d.]+% ± [\d.]+) \|", table, re.M
+    )
     assert [r[0] for r in rows] == ["baseline", "wide"]
     for name, parameters, epochs, accuracy in rows:
         _, text = after(nb, "variant", name=name)
@@ -380,9 +391,11 @@ def test_text_cells_state_the_printed_results(executed):
     best = re.search(r"Best: \*\*(\S+)\*\*, ([\d.]+%)", table)
     _, conclusion = after(nb, "conclusion")
     if best[1] == "baseline":
-        assert f"the lab's recipe, {best[2]}, is the best model here" in conclusion
+        assert "the lab's recipe is the best model here (chosen on the validation" in conclusion
+        assert f"at {best[2]} on the test set" in conclusion
     else:
-        assert f"The best model is **{best[1]}** ({best[2]}" in conclusion
+        assert "chosen on the validation images" in conclusion
+        assert f"is **{best[1]}**: {best[2]}" in conclusion
 
     code, text = after(nb, "bonus")
     bonus = re.search(r"Test accuracy on fashion-mnist: ([\d.]+)", stdout(code))[1]

@@ -65,6 +65,9 @@ def test_run_report_figures_and_page(run_dir, tiny, tmp_path):
     assert [base64.b64decode(e) for e in embedded] == [f.read_bytes() for f in drawn]
     assert "http" not in html  # self-contained: nothing to fetch
     assert "Run run" in html
+    # what is inside: the first layer's weights and the map of the last hidden layer
+    assert "<figcaption>weights.png</figcaption>" in html
+    assert "<figcaption>embedding.png</figcaption>" in html
     metrics = json.loads((run_dir / "run.json").read_text())["metrics"]
     assert f"{metrics['accuracy']:.2%}" in html
 

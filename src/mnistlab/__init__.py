@@ -6,7 +6,10 @@
     run.evaluate(); run.predict(ds.test[0][:5]); run.save("runs/mine")
     results = ml.run_experiment("lab", seeds=5)            # resumable; the results table
     tuned = ml.tune("lab-space", minutes=30)               # chosen on validation, then tested
+    ml.explain(run, "seven.png").saliency                  # which pixels made the answer
+    ml.finetune(run, "corrections/")                       # learn from the page's corrections
     ml.check("alice.ipynb").passed                         # a student's hand-in, not run
+    ml.export("runs/mine", "onnx", "runs/mine-onnx")       # ONNX, checked against Keras
 
 Importing mnistlab is cheap and picks no Keras backend: the names below load their modules
 when first used, and training follows the backend Keras runs (else `$KERAS_BACKEND`, else JAX).
@@ -34,6 +37,10 @@ API = {
     "evaluate": ("mnistlab.evaluation", "evaluate"),
     "predict": ("mnistlab.prediction", "predict"),
     "read_image": ("mnistlab.images", "read_image"),
+    "explain": ("mnistlab.explaining", "explain"),
+    "Explanation": ("mnistlab.explaining", "Explanation"),
+    "finetune": ("mnistlab.finetuning", "finetune"),
+    "FinetuneResult": ("mnistlab.finetuning", "FinetuneResult"),
     "run_experiment": ("mnistlab.experiments", "run_experiment"),
     "tune": ("mnistlab.tuning", "tune"),
     "list_experiments": ("mnistlab.experiments", "names"),
@@ -42,9 +49,14 @@ API = {
     "report": ("mnistlab.reports", "report"),
     "check": ("mnistlab.notebook.check", "check"),
     "MnistlabError": ("mnistlab.errors", "MnistlabError"),
+    "export": ("mnistlab.exports", "export"),
+    "ExportReport": ("mnistlab.exports", "ExportReport"),
 }
 __all__ = [
     "Dataset",
+    "Explanation",
+    "ExportReport",
+    "FinetuneResult",
     "MnistlabError",
     "PRESETS",
     "Results",
@@ -56,6 +68,9 @@ __all__ = [
     "compare_runs",
     "datasets",
     "evaluate",
+    "explain",
+    "export",
+    "finetune",
     "list_experiments",
     "load",
     "load_run",
@@ -75,6 +90,9 @@ if TYPE_CHECKING:
     from mnistlab.evaluation import evaluate
     from mnistlab.experiments import names as list_experiments
     from mnistlab.experiments import run_experiment
+    from mnistlab.explaining import Explanation, explain
+    from mnistlab.exports import ExportReport, export
+    from mnistlab.finetuning import FinetuneResult, finetune
     from mnistlab.images import read_image
     from mnistlab.models import build
     from mnistlab.notebook.check import check

@@ -5,7 +5,9 @@ the CSV and JSON files, the HTML page, the terminal table and the notebook's tex
     results.best.variant; results.rows; results.to_json(); Results.from_json(...)
 
 Each row is a variant's test accuracies over its seeds, with Welch's t-test against the
-baseline's: whether a difference is more than the spread between seeds.
+baseline's: whether a difference is more than the spread between seeds. The best variant is
+chosen on the held-out validation images, never on the test set, unless some runs held out none;
+`Results.chosen_on` says which.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from mnistlab import runs
 from mnistlab.errors import MnistlabError
@@ -36,6 +37,7 @@ class Row:
     accuracies: tuple[float, ...]
     seeds: tuple[int, ...]
     seconds: float  # mean training seconds
+    validations: tuple[float, ...] = ()  # last epoch's validation accuracy, by seed; () if none
     difference: float = math.nan  # mean accuracy minus the baseline's
     p_value: float = math.nan  # Welch's t-test against the baseline
     verdict: str = ""
@@ -49,12 +51,21 @@ class Row:
         """Sample standard deviation (n - 1); 0 for a single run."""
         return float(np.std(self.accuracies, ddof=1)) if len(self.accuracies) > 1 else 0.0
 
+    @property
+    def validation(self) -> float:
+        """Mean validation accuracy; nan when a run held out no validation images."""
+        if len(self.validations) != len(self.accuracies):
+            return math.nan
+        return float(np.mean(self.validations))
+
 
 def welch(a: Sequence[float], b: Sequence[float]) -> float:
     """Two-sided p-value of Welch's t-test (unequal variances); nan when it cannot be computed
     (fewer than two runs on a side, or no spread at all)."""
     if len(a) < 2 or len(b) < 2 or (np.std(a) == 0 and np.std(b) == 0):
         return math.nan
+    from scipy import stats  # 1.7 s to import: only when a table is made, not for every command
+
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
@@ -81,6 +92,7 @@ def compare(groups: dict[str, list[dict[str, Any]]], baseline: str) -> list[Row]
                 accuracies=tuple(float(m["metrics"]["accuracy"]) for m in metas),
                 seeds=tuple(int(m["spec"]["seed"]) for m in metas),
                 seconds=float(np.mean([m["seconds"]["train"] for m in metas])),
+                validations=validations(metas),
             )
         )
     base = next((r for r in rows if r.variant == baseline), None)
@@ -106,7 +118,23 @@ def compare(groups: dict[str, list[dict[str, Any]]], baseline: str) -> list[Row]
     return tested
 
 
-def best(rows: Iterable[Row]) -> Row:
+def validations(metas: list[dict[str, Any]]) -> tuple[float, ...]:
+    found = [m.get("validation") for m in metas]
+    values = [v.get("accuracy") for v in found if isinstance(v, dict)]
+    numbers = [float(v) for v in values if isinstance(v, (int, float))]
+    return tuple(numbers) if len(numbers) == len(metas) else ()
+
+
+def chosen_on(rows: Iterable[Row]) -> str:
+    """ "validation" when every row has its validation accuracies, else "test"."""
+    return "test" if any(math.isnan(r.validation) for r in rows) else "validation"
+
+
+def best(rows: Sequence[Row]) -> Row:
+    """The row with the highest mean validation accuracy; the highest test accuracy only when
+    some runs held out no validation images (see `chosen_on`)."""
+    if chosen_on(rows) == "validation":
+        return max(rows, key=lambda r: r.validation)
     return max(rows, key=lambda r: r.mean)
 
 
@@ -186,6 +214,11 @@ class Results:
     def best(self) -> Row:
         return best(self.rows)
 
+    @property
+    def chosen_on(self) -> str:
+        """What the best variant was chosen on: "validation" or, lacking it, "test"."""
+        return chosen_on(self.rows)
+
     def row(self, variant: str) -> Row:
         return next(r for r in self.rows if r.variant == variant)
 
@@ -203,6 +236,7 @@ class Results:
             "wall_seconds": self.wall_seconds,
             "baseline": self.baseline,
             "best": self.best.variant,
+            "best_chosen_on": self.chosen_on,
             "test": "Welch's t-test, two-sided, against the baseline",
             "rows": [
                 {
@@ -213,6 +247,8 @@ class Results:
                     "seeds": list(r.seeds),
                     "mean": r.mean,
                     "std": r.std,
+                    "validation_accuracies": list(r.validations),
+                    "validation_mean": clean(r.validation),
                     "mean_seconds": r.seconds,
                     "difference": clean(r.difference),
                     "p_value": clean(r.p_value),
@@ -234,6 +270,7 @@ class Results:
                     accuracies=tuple(float(a) for a in r["accuracies"]),
                     seeds=tuple(int(s) for s in r["seeds"]),
                     seconds=float(r["mean_seconds"]),
+                    validations=tuple(float(a) for a in r.get("validation_accuracies", ())),
                     difference=math.nan if r["difference"] is None else r["difference"],
                     p_value=math.nan if r["p_value"] is None else r["p_value"],
                     verdict=r["verdict"],

@@ -48,8 +48,8 @@ HISTORY_CSV = "history.csv"
 NOT_A_RUN = "pass a folder made by `mnistlab train` or `Run.save`"
 # What `run.json` says of where and how a run was made; `trained_on` (the engine of a sweep and
 # the machine: {"engine": "ray", "node": IP, "hostname": ..., "node_id": ..., "task": ...})
-# is written by the sweep's engines
-INFO_KEYS = ("backend", "device", "versions", "created", "trained_on")
+# is written by the sweep's engines; `finetuned` (what `finetune` did) by fine-tuning
+INFO_KEYS = ("backend", "device", "versions", "created", "trained_on", "finetuned")
 
 
 @dataclass
@@ -87,6 +87,7 @@ class Run:
             "spec": self.spec.to_dict(),
             "parameters": self.model.count_params(),
             "metrics": self.metrics,
+            "validation": validation(self.history),
             "seconds": self.seconds,
             "data_source": self.source,
             **self.info,
@@ -184,7 +185,20 @@ def read_meta(path: Path) -> dict[str, Any]:
         ) from None
     except ValueError as e:
         raise MnistlabError(f"{path} holds a damaged {META_FILE} ({e})", "train it again") from e
-    return check_meta(meta, path)
+    meta = check_meta(meta, path)
+    if "validation" not in meta and (path / HISTORY_JSON).is_file():  # made before it was kept
+        meta["validation"] = validation(read_history(path))
+    return meta
+
+
+def validation(history: dict[str, list[float]]) -> dict[str, float]:
+    """The last epoch's loss and accuracy on the held-out images: what a sweep chooses its
+    best variant by, so that the test set is not used to choose. Empty with no held-out data."""
+    return {
+        key.removeprefix("val_"): float(history[key][-1])
+        for key in ("val_loss", "val_accuracy")
+        if history.get(key)
+    }
 
 
 def read_history(path: Path) -> dict[str, list[float]]:

@@ -13,7 +13,19 @@ import signal
 import click
 
 from mnistlab import backend
-from mnistlab.cli import bench, check, data, experiment, report, serve, train, tune
+from mnistlab.cli import (
+    bench,
+    check,
+    data,
+    experiment,
+    explain,
+    export,
+    finetune,
+    report,
+    serve,
+    train,
+    tune,
+)
 from mnistlab.cli.common import Group
 from mnistlab.version import __version__
 
@@ -24,10 +36,10 @@ def cli() -> None:
     """The MNIST lab with Keras: data, training, evaluation, prediction, experiments.
 
     --out is where a command writes what it makes. For the commands that make several files
-    (train, lab, predict, experiment, compare, report) it is a folder, and their files go into
-    it. For the two that make one file whose kind is their point, it is that file: `data show
-    --out FILE.png` and `notebook --out NAME.ipynb` (the notebook's runs and figures go beside
-    it, in NAME-files/).
+    (train, lab, predict, experiment, compare, report, export, finetune) it is a folder, and
+    their files go into it. For those that make one file whose kind is their point, it is
+    that file: `data show --out FILE.png`, `explain --out FILE.png` and `notebook --out
+    NAME.ipynb` (the notebook's runs and figures go beside it, in NAME-files/).
 
     Shell completion of commands, options, presets, data sets and experiments: add the line
     for your shell to the file named after it.
@@ -39,7 +51,19 @@ def cli() -> None:
     """
 
 
-for module in (data, train, experiment, tune, report, check, serve, bench):
+for module in (
+    data,
+    train,
+    explain,
+    experiment,
+    tune,
+    report,
+    check,
+    serve,
+    export,
+    finetune,
+    bench,
+):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -10,7 +10,7 @@ import click
 
 from mnistlab.cli.common import dataset_option, log, on_terminal, say
 from mnistlab.files import check_writable, write_text
-from mnistlab.notebook.limited import GIB, Limits
+from mnistlab.limits import GIB, Limits
 
 WARNING = (
     "warning: --rerun runs the code of each hand-in, and a notebook can run any code. It runs "

@@ -21,11 +21,25 @@ from mnistlab.cli.common import log
     help="Answer requests for this host name too (a reverse proxy's; *.example.com for its "
     "subdomains); repeatable. Requests for names other than these and this machine's get 400.",
 )
-def serve(run_dir: Path, host: str, port: int, allow_hosts: tuple[str, ...]) -> None:
+@click.option(
+    "--corrections",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Keep the page's corrections in this folder (default: RUN_DIR/corrections), for "
+    "`mnistlab finetune`.",
+)
+def serve(
+    run_dir: Path,
+    host: str,
+    port: int,
+    allow_hosts: tuple[str, ...],
+    corrections: Path | None,
+) -> None:
     """Serve a run: a page to draw on or open a photo, and an HTTP API (docs at /docs)."""
     from mnistlab import web
 
-    app = web.create_app(run_dir, allowed_hosts=web.host_names(host, allow_hosts))
+    app = web.create_app(
+        run_dir, allowed_hosts=web.host_names(host, allow_hosts), corrections=corrections
+    )
     web.check_port(host, port)
     log(f"Serving {run_dir} on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")
     web.serve(app, host, port)

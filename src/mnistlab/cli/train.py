@@ -161,6 +161,14 @@ def print_metrics(dataset: str, names: tuple[str, ...], metrics: dict[str, Any])
     help="Index of a test-set image (instead of image files).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option(
+    "--engine",
+    type=click.Choice(("keras", "onnx")),
+    default="keras",
+    show_default=True,
+    help="onnx: ONNX Runtime alone, no Keras; RUN_DIR is then a run with an ONNX export "
+    "(`mnistlab export RUN_DIR --format onnx`), an export folder or a MODEL.onnx.",
+)
 @out_folder(
     "Also write PNGs into this folder: with --index N, prediction-N.png (the image beside its "
     "probabilities); with image files, NAME-28x28.png for each (the image the model saw)."
@@ -171,6 +179,7 @@ def predict(
     images: tuple[Path, ...],
     index: int | None,
     as_json: bool,
+    engine: str,
     out: Path | None,
     data_dir: Path | None,
     offline: bool,
@@ -187,16 +196,24 @@ def predict(
         )
     if out is not None:
         check_writable(out, folder=True)  # before the run and the data are loaded
-    from mnistlab.runs import load
+    model: Any
+    if engine == "onnx":
+        from mnistlab.exports import engine as onnx_engine
 
-    run = load(run_dir)
+        model, class_names, dataset = onnx_engine.load(run_dir)
+    else:
+        from mnistlab.runs import load
+
+        run = load(run_dir)
+        model, class_names, dataset = run.model, run.class_names, run.dataset
     if index is not None:
         figure = out / f"prediction-{index}.png" if out is not None else None
-        predict_one(run, load_data(run.dataset, data_dir, offline), index, as_json, figure)
+        data = load_data(dataset, data_dir, offline)
+        predict_one(model, class_names, data, index, as_json, figure)
         return
     from mnistlab.prediction import answer_files
 
-    answers = answer_files(run.model, run.class_names, images, out)
+    answers = answer_files(model, class_names, images, out)
     failed = [a for a in answers if "error" in a]
     for answer in answers:
         if "error" in answer:
@@ -217,22 +234,26 @@ def predict(
 
 
 def predict_one(
-    run: Run, data: Dataset, index: int, as_json: bool, figure: Path | None = None
+    model: Any,
+    names: tuple[str, ...],
+    data: Dataset,
+    index: int,
+    as_json: bool,
+    figure: Path | None = None,
 ) -> None:
     """Test image `index`: the prediction, the label and the three most likely classes; with
     `figure`, the image beside its probabilities written there."""
     from mnistlab.prediction import answer_test_image
 
-    answer = answer_test_image(run.model, run.class_names, data, index)
+    answer = answer_test_image(model, names, data, index)
     if figure is not None:
         from mnistlab.reports import figures
 
         picture = data.test[0][index]
-        answer["shown"] = str(figures.answer(picture, answer, run.class_names, figure))
+        answer["shown"] = str(figures.answer(picture, answer, names, figure))
     if as_json:
         say(json.dumps(answer, indent=2))
         return
-    names = run.class_names
     say(f"Model prediction: {answer['prediction_name']}")
     say(f"Actual label: {answer['label_name']}")
     tops = sorted(enumerate(answer["probabilities"]), key=lambda cp: -cp[1])[:3]
@@ -291,7 +312,7 @@ def lab(
     print_metrics(dataset, run.class_names, run.metrics)
 
     heading("6. Prediction")
-    predict_one(run, data, 0, False, out / "prediction.png")
+    predict_one(run.model, run.class_names, data, 0, False, out / "prediction.png")
 
     heading("Written")
     for path, what in (

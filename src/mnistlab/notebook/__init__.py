@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 import tempfile
@@ -57,8 +58,8 @@ from mnistlab.errors import MnistlabError
 from mnistlab.experiments import Experiment, find, names
 from mnistlab.experiments.plan import source
 from mnistlab.files import check_writable, write_bytes
+from mnistlab.limits import Limits
 from mnistlab.notebook.kernel import VALUES_MIME
-from mnistlab.notebook.limited import Limits
 from mnistlab.results import describe
 from mnistlab.text import plural
 from mnistlab.version import __version__
@@ -397,6 +398,8 @@ def execute(
                     "argv": limits.wrap(argv) if limits else argv,
                     "display_name": "Python (mnistlab)",
                     "language": "python",
+                    # TensorFlow's C++ start-up lines would go to the terminal, not the notebook
+                    "env": {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")},
                 }
             )
         )
@@ -562,10 +565,24 @@ def text_conclusion(v: dict[str, Any]) -> str:
     best, baseline = v["experiment"]["best"], v["experiment"]["baseline"]
     r, base = row(v, best), row(v, baseline)
     target = "reaches" if r["mean"] >= LAB_TARGET else "does not reach"
+    on_validation = v["experiment"].get("best_chosen_on") == "validation"
+    chosen = (
+        f"chosen on the validation images ({pct(r['validation_mean'])}), not on the test set"
+        if on_validation
+        else "chosen on the test set, as some runs held out no validation images"
+    )
+    top = max(v["experiment"]["rows"], key=lambda x: x["mean"])
+    also = (
+        f" On the test set {top['variant']} scored higher ({pct(top['mean'])}), but choosing "
+        "it for that would use the test set to choose, and its figure would be optimistic."
+        if on_validation and top["variant"] != best
+        else ""
+    )
     if best == baseline:
         return (
-            f"No variant beats the baseline on average: the lab's recipe, {pct(base['mean'])}, "
-            f"is the best model here. Its mean {target} the lab's target of {pct(LAB_TARGET)}."
+            f"No variant beats the baseline: the lab's recipe is the best model here "
+            f"({chosen}), at {pct(base['mean'])} on the test set. Its mean {target} the lab's "
+            f"target of {pct(LAB_TARGET)}.{also}"
         )
     trust = (
         "a difference that holds up across the seeds"
@@ -573,11 +590,10 @@ def text_conclusion(v: dict[str, Any]) -> str:
         else "but with these seeds the difference is within the noise"
     )
     return (
-        f"The best model is **{best}** ({pct(r['mean'])} ± {r['std'] * 100:.2f} over "
-        f"{plural(len(r['seeds']), 'seed')}), {r['difference'] * 100:+.2f} points above the "
-        "baseline's "
-        f"{pct(base['mean'])}: Welch p {p_text(r['p_value'])}, {trust}. Its mean {target} the "
-        f"lab's target of {pct(LAB_TARGET)}."
+        f"The best model, {chosen}, is **{best}**: {pct(r['mean'])} ± {r['std'] * 100:.2f} on "
+        f"the test set over {plural(len(r['seeds']), 'seed')}, {r['difference'] * 100:+.2f} "
+        f"points above the baseline's {pct(base['mean'])}: Welch p {p_text(r['p_value'])}, "
+        f"{trust}. Its mean {target} the lab's target of {pct(LAB_TARGET)}.{also}"
     )
 
 

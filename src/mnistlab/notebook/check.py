@@ -42,7 +42,7 @@ with `ast` and its outputs as text (`notebook.handin`). What is checked, and how
 or a class's smaller set): the sizes are read from the notebook's own shapes output and the
 others must agree with them, and the first prediction may be any class. `rerun_limits` (a
 `Limits`) also runs the notebook again, in a fresh kernel under a time and memory limit
-(`notebook.limited`), in a temporary folder, and compares what it prints with what was handed
+(`mnistlab.limits`), in a temporary folder, and compares what it prints with what was handed
 in: the same shapes, counts and first prediction, each accuracy (and each mean of the
 runner's table) within `RERUN_TOLERANCE`. That runs
 the hand-in's code, which can do whatever its user can: the command says so first.
@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from mnistlab.errors import MnistlabError
+from mnistlab.limits import Limits
 from mnistlab.notebook import ANSWER
 from mnistlab.notebook.handin import (
     MAX_BYTES,
@@ -73,7 +74,6 @@ from mnistlab.notebook.handin import (
     read,
     stated_accuracies,
 )
-from mnistlab.notebook.limited import Limits
 
 PARAMETERS = 101_770  # the lab's model: 784 x 128 + 128 + 128 x 10 + 10
 SMALL_PARAMETERS = 50_890  # the same with 64 units

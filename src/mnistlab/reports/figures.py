@@ -1,5 +1,7 @@
 """Figures as PNG files, each written atomically: images, grids, probabilities, training curves,
-the confusion matrix, per-class accuracy, the most confident mistakes, accuracy by variant.
+the confusion matrix, per-class accuracy, the most confident mistakes, accuracy by variant, and
+what is inside a model: a saliency map, the first layer's weights, the map of the last hidden
+layer (`mnistlab.explaining` computes them).
 
 The report's figures have fixed sizes in pixels (`SIZES` at `DPI`), so a page lays out the same
 every time and a test can check each file.
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from mnistlab.data import Dataset
+    from mnistlab.explaining import Explanation
     from mnistlab.results import Row
 
 
@@ -40,10 +43,14 @@ SIZES = {
     "confusion": (7.5, 6.5),
     "per-class": (8.0, 4.0),
     "mistakes": (12.0, 4.6),
+    "weights": (9.0, 9.8),
+    "embedding": (9.0, 7.5),
 }
+EXPLANATION_SIZE = (11.0, 3.6)  # `explanation`: the image, its saliency, its probabilities
 
 
 MISTAKES = 16  # the most confident wrong predictions shown
+LABELLED = 100  # mistakes on the map named with the class said (the lab's model makes ~60)
 MAX_GRID = 400  # images in one grid: 40 rows of 10, a figure of 13 x 60 inches
 
 
@@ -281,3 +288,99 @@ def show_images(
     chosen = slice(index, min(index + count, len(images)))
     titles = [f"{i}: {names[y]}" for i, y in enumerate(labels[chosen], start=index)]
     return grid(images[chosen], titles, path)
+
+
+def explanation(e: Explanation, title: str, path: Path) -> Path:
+    """An `Explanation`: the 28x28 image the model saw, its saliency map (red pushed towards
+    the answer, blue away from it; the ink's outline in black; the pixels add up to the
+    probability's change from a black image), and the probability of every class."""
+    figure, (seen, over, bars) = plt.subplots(
+        1, 3, figsize=EXPLANATION_SIZE, width_ratios=(1, 1.25, 1.5), layout="constrained"
+    )
+    seen.imshow(e.pixels, cmap="gray", vmin=0, vmax=1)
+    seen.set_title(title, fontsize=9)
+    seen.axis("off")
+    limit = float(np.abs(e.saliency).max()) or 1.0
+    shown = over.imshow(e.saliency, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    over.contour(e.pixels, levels=[0.5], colors="black", linewidths=0.6, alpha=0.6)
+    over.set_title(f"why {e.class_name}: integrated gradients", fontsize=9)
+    over.set_xticks([])
+    over.set_yticks([])
+    figure.colorbar(shown, ax=over, shrink=0.8, pad=0.02).set_label("attribution", fontsize=8)
+    colours = ["tab:blue"] * len(e.probabilities)
+    colours[e.label] = "tab:orange"
+    bars.barh(range(len(e.probabilities)), e.probabilities, color=colours)
+    bars.set_yticks(range(len(e.probabilities)), labels=list(e.class_names), fontsize=8)
+    bars.invert_yaxis()
+    bars.set_xlim(0, 1)
+    bars.set_xlabel("probability")
+    bars.set_title(f"said {e.class_name}, {e.probability:.1%}", fontsize=9)
+    return write_figure(figure, path, exact=True)
+
+
+def weights(kind: str, tiles: np.ndarray, path: Path) -> Path:
+    """The first layer's weights as pictures (`explain.first_layer`): for a dense layer each
+    unit's 784 weights as a 28x28 image, for a convolution each filter; red positive, blue
+    negative, each tile on its own scale (white is 0)."""
+    columns = 8
+    rows = max(1, math.ceil(len(tiles) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=SIZES["weights"], layout="constrained")
+    axes = np.atleast_1d(axes).reshape(rows, columns)
+    for ax in axes.flat:
+        ax.axis("off")
+    what = "unit" if kind == "dense" else "filter"
+    for i, (ax, tile) in enumerate(zip(axes.flat, tiles, strict=False)):
+        limit = float(np.abs(tile).max()) or 1.0
+        ax.imshow(tile, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_title(f"{what} {i}", fontsize=7)
+    side = f"{tiles.shape[1]}x{tiles.shape[2]}" if len(tiles) else ""
+    layer = "Dense" if kind == "dense" else "convolution"
+    figure.suptitle(
+        f"The first layer's weights: the first {plural(len(tiles), what)} of the {layer} "
+        f"layer, each as {side}\nred positive, blue negative, white 0; each on its own scale"
+    )
+    return write_figure(figure, path, exact=True)
+
+
+def embedding(
+    places: np.ndarray,
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    names: Sequence[str],
+    path: Path,
+) -> Path:
+    """A 2-D map of test images by the last hidden layer (`explain.embedding`), each a dot of
+    its true class's colour; the mistakes ringed in black, with the class said."""
+    figure, ax = plt.subplots(figsize=SIZES["embedding"], layout="constrained")
+    colours = plt.get_cmap("tab10")
+    for c, name in enumerate(names):
+        mine = labels == c
+        x, y = places[mine].T
+        ax.scatter(x, y, s=6, color=colours(c % 10), label=name, alpha=0.7)
+    wrong = np.flatnonzero(predicted != labels)
+    ax.scatter(
+        places[wrong, 0],
+        places[wrong, 1],
+        s=40,
+        facecolors="none",
+        edgecolors="black",
+        linewidths=0.9,
+        label=f"mistakes ({len(wrong)})",
+    )
+    for i in wrong[:LABELLED]:  # what was said: beyond LABELLED the names would cover the map
+        ax.annotate(
+            names[predicted[i]],
+            places[i],
+            fontsize=6,
+            xytext=(3, 3),
+            ha="left",
+            textcoords="offset points",
+        )
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(
+        f"The last hidden layer of {plural(len(labels), 'test image')} drawn in 2-D by t-SNE\n"
+        "coloured by true class; mistakes ringed, with the class the model said"
+    )
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, markerscale=2)
+    return write_figure(figure, path, exact=True)

@@ -20,10 +20,12 @@ from mnistlab.reports.figures import (
     SIZES,
     accuracy_by_variant,
     confusion,
+    embedding,
     grid,
     history,
     mistakes,
     per_class,
+    weights,
 )
 from mnistlab.results import Results
 from mnistlab.text import plural
@@ -38,7 +40,10 @@ class Section:
 
 def run_figures(run: runs.Run, data: Dataset, out: Path, prefix: str = "") -> list[Path]:
     """The figures of a run (a `runs.Run`) on the test set of `data`: samples, training curves,
-    confusion matrix, per-class accuracy, most confident mistakes. Returns their paths."""
+    confusion matrix, per-class accuracy, most confident mistakes, the first layer's weights
+    and the map of the last hidden layer. Returns their paths."""
+    from mnistlab import explaining as explain
+    from mnistlab.data import preprocess
     from mnistlab.evaluation import metrics
     from mnistlab.prediction import predict
 
@@ -47,6 +52,7 @@ def run_figures(run: runs.Run, data: Dataset, out: Path, prefix: str = "") -> li
     probabilities = predict(run.model, x_test)
     measured = metrics(probabilities, y_test)
     shown = min(20, len(x_train))
+    chosen, places = explain.embedding(run.model, preprocess(x_test))
     return [
         grid(
             x_train[:shown],
@@ -58,6 +64,14 @@ def run_figures(run: runs.Run, data: Dataset, out: Path, prefix: str = "") -> li
         confusion(measured["confusion_matrix"], names, out / f"{prefix}confusion.png"),
         per_class(measured["per_class_accuracy"], names, out / f"{prefix}per-class.png"),
         mistakes(x_test, y_test, probabilities, names, out / f"{prefix}mistakes.png"),
+        weights(*explain.first_layer(run.model), out / f"{prefix}weights.png"),
+        embedding(
+            places,
+            y_test[chosen],
+            probabilities[chosen].argmax(axis=1),
+            names,
+            out / f"{prefix}embedding.png",
+        ),
     ]
 
 

@@ -24,6 +24,7 @@ HEADER = (
     "variant",
     "parameters",
     "epochs",
+    "validation accuracy (mean)",
     "test accuracy (mean ± std)",
     "min",
     "max",
@@ -43,6 +44,7 @@ def cells(row: Row, baseline: str) -> list[str]:
         row.variant,
         f"{row.parameters:,}",
         str(row.epochs),
+        "n/a" if math.isnan(row.validation) else f"{row.validation:.2%}",
         f"{row.mean:.2%} ± {row.std * 100:.2f}",
         f"{min(row.accuracies):.2%}",
         f"{max(row.accuracies):.2%}",
@@ -63,12 +65,21 @@ def facts_line(results: Results) -> str:
     )
 
 
-def best_line(results: Results) -> str:
+def best_line(results: Results, bold: bool = False) -> str:
     top = results.best
+    name = f"**{top.variant}**" if bold else top.variant
     return (
-        f"Best: {top.variant}, {top.mean:.2%} ± {top.std * 100:.2f} over "
-        f"{plural(len(top.accuracies), 'seed')}."
+        f"Best: {name}, {top.mean:.2%} ± {top.std * 100:.2f} over "
+        f"{plural(len(top.accuracies), 'seed')}. {chosen_line(results)}"
     )
+
+
+def chosen_line(results: Results) -> str:
+    if results.chosen_on == "validation":
+        return (
+            f"Chosen on validation accuracy ({results.best.validation:.2%}), not on the test set."
+        )
+    return "Chosen on test accuracy: some runs held out no validation images."
 
 
 TEST_LINE = (
@@ -82,14 +93,7 @@ def markdown(results: Results) -> str:
     lines = [f"# {results.title}", "", facts_line(results), ""]
     lines += ["| " + " | ".join(HEADER) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(cells(r, results.baseline)) + " |" for r in results.rows]
-    top = results.best
-    lines += [
-        "",
-        f"Best: **{top.variant}**, {top.mean:.2%} ± {top.std * 100:.2f} over "
-        f"{plural(len(top.accuracies), 'seed')}.",
-        "",
-        TEST_LINE,
-    ]
+    lines += ["", best_line(results, bold=True), "", TEST_LINE]
     if results.failed:
         lines += ["", "Failed runs (see `failed/`): " + "; ".join(results.failed)]
     return "\n".join(lines) + "\n"
@@ -98,7 +102,7 @@ def markdown(results: Results) -> str:
 def csv(results: Results) -> str:
     header = (
         "variant,parameters,epochs,mean_accuracy,std_accuracy,min_accuracy,max_accuracy,"
-        "seeds,mean_seconds,difference,p_value,verdict"
+        "seeds,mean_seconds,difference,p_value,verdict,mean_validation_accuracy"
     )
     lines = [header]
     for r in results.rows:
@@ -115,6 +119,7 @@ def csv(results: Results) -> str:
             "" if math.isnan(r.difference) else f"{r.difference:.6f}",
             "" if math.isnan(r.p_value) else f"{r.p_value:.6g}",
             r.verdict,
+            "" if math.isnan(r.validation) else f"{r.validation:.6f}",
         )
         lines.append(",".join(str(v) for v in values))
     return "\n".join(lines) + "\n"

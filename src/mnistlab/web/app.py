@@ -12,6 +12,8 @@ give the same answer for the same file.
   application/octet-stream) or as the one file of a multipart/form-data form. Answers the
   label, class name, probabilities and the preprocessed image.
 - `GET /api/model`: the run's spec, data set, class names, metrics and the limits below.
+- `POST /api/explain`, `POST /api/corrections`: a saliency map of the answer for the 28x28
+  image the model saw, and a correction kept for `mnistlab finetune`.
 - `GET /healthz`; OpenAPI docs at `/docs` (Swagger UI) and `/redoc`, their files served
   from here so that they work offline; the schema at `/openapi.json`.
 
@@ -38,7 +40,7 @@ import copy
 import logging
 import socket
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -53,12 +55,13 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mnistlab import corrections as corrections_module
 from mnistlab import images as im
 from mnistlab import prediction as pr
 from mnistlab import runs
@@ -106,15 +109,24 @@ def error_response(status: int, problem: str, fix: str = "") -> JSONResponse:
     return JSONResponse({"error": problem, "fix": fix}, status_code=status)
 
 
-def create_app(run_dir: Path, allowed_hosts: Sequence[str] | None = None) -> FastAPI:
+def create_app(
+    run_dir: Path,
+    allowed_hosts: Sequence[str] | None = None,
+    corrections: Path | None = None,
+) -> FastAPI:
     """The app over the run at `run_dir`, its model loaded once, here. With `allowed_hosts`
     (`host_names` makes them for an address), a request whose Host header names another host
     is refused; without, any Host is answered, for tests and for embedding the app behind
-    something that checks it. `mnistlab serve` always gives them."""
-    return build_app(runs.load(run_dir), allowed_hosts)
+    something that checks it. `mnistlab serve` always gives them. `corrections` is the folder
+    the page's corrections go to (default: the run folder's `corrections/`)."""
+    return build_app(runs.load(run_dir), allowed_hosts, corrections)
 
 
-def build_app(run: runs.Run, allowed_hosts: Sequence[str] | None = None) -> FastAPI:
+def build_app(
+    run: runs.Run,
+    allowed_hosts: Sequence[str] | None = None,
+    corrections: Path | None = None,
+) -> FastAPI:
     page = resources.files("mnistlab.web").joinpath("static/index.html").read_text(encoding="utf-8")
     names = run.class_names
     # Keras builds a model's compiled forward pass on its first call: one at a time, and once
@@ -202,6 +214,7 @@ def build_app(run: runs.Run, allowed_hosts: Sequence[str] | None = None) -> Fast
                 "uploads_at_once": UPLOADS,
                 "decodes_at_once": DECODERS,
             },
+            "corrections": corrections_info(),
         }
 
     @app.post("/api/predict", openapi_extra=PREDICT_BODY)
@@ -225,6 +238,7 @@ def build_app(run: runs.Run, allowed_hosts: Sequence[str] | None = None) -> Fast
             finally:
                 await upload.close()
 
+    corrections_info = add_explain_and_corrections(app, run, lock, decoders, uploads, corrections)
     return app
 
 
@@ -412,3 +426,234 @@ def serve(app: FastAPI, host: str, port: int) -> None:
     config = copy.deepcopy(LOGGING_CONFIG)
     config["loggers"]["mnistlab"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     uvicorn.run(app, host=host, port=port, log_level="info", log_config=config)
+
+
+# --- See inside, and learn from corrections (POST /api/explain, POST /api/corrections) ---
+
+SEEN_BYTES = 64 * 1024  # a 28x28 image as JSON rows of 0-255 values takes about 3 KiB
+CORRECTIONS_DIR = "corrections"  # in the run folder, unless `--corrections DIR`
+CORRECTION_LIMITS = corrections_module.Limits()  # the count and total size a folder may hold
+
+EXPLAIN_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The 28x28 image the model saw, as /api/predict answers it "
+        "(`image.pixels`).",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"pixels": {"type": "array", "items": {"type": "array"}}},
+                    "required": ["pixels"],
+                }
+            }
+        },
+    }
+}
+CORRECTION_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "A form: `label` (the class it is), and `pixels` (the 28x28 image the "
+        "model saw, JSON rows of 0-255 values) or `raw` (the picture's file), or both.",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "label": {"type": "integer"},
+                        "pixels": {"type": "string"},
+                        "raw": {"type": "string", "format": "binary"},
+                    },
+                    "required": ["label"],
+                }
+            }
+        },
+    }
+}
+
+
+def add_explain_and_corrections(
+    app: FastAPI,
+    run: runs.Run,
+    lock: threading.Lock,
+    decoders: ThreadPoolExecutor,
+    uploads: anyio.CapacityLimiter,
+    folder: Path | None,
+) -> Callable[[], dict[str, Any]]:
+    """`POST /api/explain`: the saliency map (integrated gradients) of the model's answer for
+    the 28x28 image it saw. `POST /api/corrections`: keep a correction, atomically, in
+    `folder` (default: the run folder's `corrections/`), within `corrections.Limits`; a full
+    folder is refused with 507. Returns what `GET /api/model` says of them (`corrections`)."""
+    import json
+
+    from mnistlab import corrections as corr
+    from mnistlab.explaining import Explainer
+    from mnistlab.files import check_writable
+
+    explainer = Explainer(run.model)
+    names = run.class_names
+    run_name = run.path.name if run.path else "unsaved"
+    limits = CORRECTION_LIMITS
+    if folder is not None:
+        check_writable(folder, folder=True)
+    elif run.path is not None:
+        folder = run.path / CORRECTIONS_DIR
+        try:
+            check_writable(folder, folder=True)
+        except MnistlabError as e:
+            log.warning("corrections are off: %s; serve with --corrections DIR", e.problem)
+            folder = None
+
+    def describe() -> dict[str, Any]:
+        count, size = corr.usage(folder) if folder is not None else (0, 0)
+        return {
+            "enabled": folder is not None,
+            "count": count,
+            "bytes": size,
+            "max_count": limits.count,
+            "max_bytes": limits.total_bytes,
+            "max_upload_bytes": im.MAX_BYTES,
+        }
+
+    @app.post("/api/explain", openapi_extra=EXPLAIN_BODY)
+    async def explain(request: Request) -> dict[str, Any]:
+        """Why the model said what it said of a 28x28 image: its answer, and the saliency map
+        of the predicted class (integrated gradients from a black image: 28x28 rows whose
+        values add up to the probability's change), as `mnistlab explain` draws it."""
+        values = await small_json(request)
+        pixels = values.get("pixels") if isinstance(values, dict) else None
+        try:
+            image = corr.as_image(pixels)
+        except MnistlabError as e:
+            raise ApiError(422, e.problem, e.fix) from None
+
+        def work() -> dict[str, Any]:
+            with lock:
+                e = explainer(image.astype(np.float32) / 255, names)
+            return pr.describe(e.probabilities, names) | {
+                "saliency": np.round(e.saliency, 6).tolist(),
+                "baseline_probability": round(e.baseline_probability, 6),
+                "steps": e.steps,
+            }
+
+        return await asyncio.get_running_loop().run_in_executor(decoders, work)
+
+    @app.post("/api/corrections", status_code=201, openapi_extra=CORRECTION_BODY)
+    async def corrections(request: Request) -> dict[str, Any]:
+        """Keep a correction: the 28x28 image the model saw and the class a person says it
+        is, with the picture as drawn or uploaded; `mnistlab finetune` learns from them."""
+        if folder is None:
+            raise ApiError(503, "this server keeps no corrections", "serve with --corrections DIR")
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+            raise ApiError(
+                415,
+                f"content type {media or '(none)'!r} is not a form",
+                "send multipart/form-data with `label`, and `pixels` or `raw`",
+            )
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > im.MAX_BYTES + FORM_OVERHEAD:
+            raise too_large()
+        async with uploads:
+            form = await correction_form(request, media == "multipart/form-data")
+            try:
+                label_text = form.get("label")
+                if not isinstance(label_text, str) or not label_text.strip().isdigit():
+                    raise ApiError(
+                        422,
+                        f"label {label_text!r} is not a class number",
+                        f"send label=0 to {len(names) - 1}",
+                    )
+                label = int(label_text)
+                raw_file = form.get("raw")
+                raw = await raw_file.read() if isinstance(raw_file, UploadFile) else None
+                pixels_text = form.get("pixels")
+                if raw is None and not isinstance(pixels_text, str):
+                    raise ApiError(422, "the form has neither `pixels` nor `raw`", "send one")
+
+                def work() -> dict[str, Any]:
+                    if isinstance(pixels_text, str):
+                        try:
+                            pixels = json.loads(pixels_text)
+                        except ValueError:
+                            raise MnistlabError(
+                                "`pixels` is not JSON", "send 28 rows of 28 values 0-255"
+                            ) from None
+                    else:
+                        assert raw is not None
+                        pixels = im.read_image(raw).pixels
+                    return {"pixels": pixels}
+
+                loop = asyncio.get_running_loop()
+                try:
+                    seen = await loop.run_in_executor(decoders, work)
+                    saved = await loop.run_in_executor(
+                        decoders,
+                        lambda: corr.save(
+                            folder, seen["pixels"], label, names, raw, {"run": run_name}, limits
+                        ),
+                    )
+                except corr.Full as e:
+                    raise ApiError(507, e.problem, e.fix) from None
+                except MnistlabError as e:
+                    raise ApiError(422, e.problem, e.fix) from None
+            finally:
+                await form.close()
+        count, size = corr.usage(folder)
+        return {
+            "saved": saved.name,
+            "label": label,
+            "class_name": names[label],
+            "count": count,
+            "bytes": size,
+            "max_count": limits.count,
+            "max_bytes": limits.total_bytes,
+        }
+
+    return describe
+
+
+async def small_json(request: Request) -> Any:
+    """A JSON body of at most SEEN_BYTES."""
+    import json
+
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > SEEN_BYTES:
+            raise ApiError(413, "the request is too large", "send one 28x28 image as JSON")
+    try:
+        return json.loads(received)
+    except ValueError:
+        raise ApiError(
+            400, "the request is not JSON", 'send {"pixels": 28 rows of 28 values 0-255}'
+        ) from None
+
+
+async def correction_form(request: Request, multipart: bool) -> Any:
+    """A correction's form, its file streamed into a temporary file and cut off past the
+    upload limit or time, as /api/predict's are. Without a file it may be URL-encoded."""
+    received = 0
+
+    async def body() -> AsyncGenerator[bytes, None]:
+        nonlocal received
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > im.MAX_BYTES + FORM_OVERHEAD:
+                raise too_large()
+            yield chunk
+
+    parser: MultiPartParser | FormParser = (
+        MultiPartParser(
+            request.headers, body(), max_files=1, max_fields=4, max_part_size=FORM_OVERHEAD
+        )
+        if multipart
+        else FormParser(request.headers, body())
+    )
+    try:
+        with anyio.fail_after(UPLOAD_SECONDS):
+            return await parser.parse()
+    except TimeoutError:
+        raise ApiError(408, f"the upload took longer than {UPLOAD_SECONDS} s") from None
+    except MultiPartException as e:
+        raise ApiError(400, f"the form cannot be read: {e.message}", "send a form") from None

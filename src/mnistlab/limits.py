@@ -3,10 +3,10 @@
 kernel spec, so that the kernel's own process starts with the limits set, and passes them on
 to anything it starts:
 
-    python .../notebook/limited.py CPU_SECONDS DATA_BYTES -- python -m ipykernel_launcher ...
+    python .../mnistlab/limits.py CPU_SECONDS DATA_BYTES -- python -m ipykernel_launcher ...
 
 sets RLIMIT_CPU and RLIMIT_DATA with `resource.setrlimit`, then replaces itself with the
-command (`os.execv`). It runs as a file rather than `-m mnistlab.notebook.limited`, so that
+command (`os.execv`). It runs as a file rather than `-m mnistlab.limits`, so that
 Python does not import the package (and nbformat) on the way: it needs only the standard
 library. RLIMIT_DATA bounds the memory a process allocates (its heap and private mappings,
 where NumPy's and Keras's arrays live): JAX trains the lab's model under 2 GiB of it, and a
@@ -41,13 +41,14 @@ class Limits:
     def wrap(self, argv: list[str]) -> list[str]:
         """`argv` started with these limits."""
         limits = [str(self.cpu_seconds), str(self.memory)]
-        return [sys.executable, str(Path(__file__).resolve()), *limits, "--", *argv]
+        # -P: the package's folder is not put on sys.path, so its modules shadow nothing
+        return [sys.executable, "-P", str(Path(__file__).resolve()), *limits, "--", *argv]
 
 
 def main(args: list[str]) -> None:
     cpu, memory, separator, *command = args
     if separator != "--" or not command:
-        raise SystemExit("usage: python limited.py CPU_SECONDS DATA_BYTES -- COMMAND...")
+        raise SystemExit("usage: python limits.py CPU_SECONDS DATA_BYTES -- COMMAND...")
     # the soft limit sends SIGXCPU, which ends the kernel; the hard one a moment later, SIGKILL
     resource.setrlimit(resource.RLIMIT_CPU, (int(cpu), int(cpu) + 5))
     resource.setrlimit(resource.RLIMIT_DATA, (int(memory), int(memory)))
