@@ -93,6 +93,18 @@ def test_compare_names_the_damaged_run(run_dir, tiny_run):
     assert f"error: {run_dir} holds a damaged run: run.json has no 'spec'" in result.output
 
 
+@pytest.mark.parametrize("name", ["run.json", "history.json"])
+def test_a_pipe_in_place_of_a_runs_files_is_refused_not_waited_on(run_dir, tiny_run, name):
+    (run_dir / name).unlink()
+    os.mkfifo(run_dir / name)  # reading it would wait for a writer forever
+    result = CliRunner().invoke(cli.cli, ["compare", str(tiny_run), str(run_dir)])
+    if name == "history.json":  # not needed for the table: passed over, not waited on
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code == 2, result.output
+    assert f"cannot read {run_dir / name}: it is a pipe" in result.output
+
+
 @pytest.mark.parametrize("where", ["under-a-file", "read-only"])
 def test_an_output_that_cannot_be_written_is_refused_before_training(tmp_path, where, monkeypatch):
     if where == "under-a-file":

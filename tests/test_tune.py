@@ -414,8 +414,12 @@ def test_a_killed_search_resumes_without_redoing_its_finished_trials(tmp_path, t
             assert process.poll() is None, "the search ended by itself"
             if not (out / "study.db").exists():
                 continue
-            trials = study_of(url).trials
-            if len(ended(study_of(url))) >= 2 and any(t.state.name == "RUNNING" for t in trials):
+            try:
+                study = study_of(url)
+            except KeyError:  # the database is made a moment before the study is in it
+                continue
+            trials = study.trials
+            if len(ended(study)) >= 2 and any(t.state.name == "RUNNING" for t in trials):
                 break  # killed mid-trial
         process.send_signal(signal.SIGKILL)  # no chance to clean up
         process.wait()

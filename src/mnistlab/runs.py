@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mnistlab.errors import MnistlabError
-from mnistlab.files import new_folder, write_json, write_text
+from mnistlab.files import new_folder, read_text, write_json, write_text
 from mnistlab.spec import Spec
 from mnistlab.version import __version__
 
@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # Keras is imported where it is used, after the backend is ch
 PREPROCESSING = "pixels / 255 as float32, 28x28 flattened to 784"
 MODEL_FILE = "model.keras"
 META_FILE = "run.json"
+HISTORY_LIMIT = 64 << 20  # bytes: a history of 1,000 epochs takes about 100 kB
 HISTORY_JSON = "history.json"
 HISTORY_CSV = "history.csv"
 NOT_A_RUN = "pass a folder made by `mnistlab train` or `Run.save`"
@@ -178,7 +179,7 @@ def read_meta(path: Path) -> dict[str, Any]:
     if not path.is_dir():
         raise MnistlabError(f"no run folder at {path}", NOT_A_RUN)
     try:
-        meta: dict[str, Any] = json.loads((path / META_FILE).read_text())
+        meta: dict[str, Any] = json.loads(read_text(path / META_FILE, f"a run's {META_FILE}"))
     except FileNotFoundError:
         raise MnistlabError(
             f"{path} is not an mnistlab run folder (no {META_FILE})", NOT_A_RUN
@@ -203,7 +204,8 @@ def validation(history: dict[str, list[float]]) -> dict[str, float]:
 
 def read_history(path: Path) -> dict[str, list[float]]:
     try:
-        values: dict[str, list[float]] = json.loads((Path(path) / HISTORY_JSON).read_text())
+        text = read_text(Path(path) / HISTORY_JSON, f"a run's {HISTORY_JSON}", HISTORY_LIMIT)
+        values: dict[str, list[float]] = json.loads(text)
     except (OSError, ValueError) as e:
         raise MnistlabError(
             f"{path} has no readable {HISTORY_JSON} ({e})", "train the run again"
