@@ -244,6 +244,10 @@ def test_train_evaluate_predict(runner, fake_data, tmp_path, tiny):
     meta = json.loads((out / "run.json").read_text())
     assert meta["spec"]["hidden"] == [32]
     assert meta["spec"]["epochs"] == 1
+    loop = "compiled" if keras.backend.backend() == "jax" else "fit"
+    assert meta["loop"] == loop
+    said = {"compiled": "; each epoch one compiled program", "fit": "; Keras's model.fit"}
+    assert said[loop] in result.output
 
     result = invoke(runner, "evaluate", str(out))
     assert result.exit_code == 0, result.output
