@@ -34,8 +34,9 @@ The numbers drawn differ from `fit`'s (NumPy's shuffle, `AugmentedImages`' gener
 same kind of training, other draws, so equal over seeds, not run for run
 (benchmarks/compiled_vs_fit.py).
 
-Not served, so trained by `model.fit`: another backend than JAX, and elastic distortions
-(a Gaussian-smoothed random field, done with SciPy in `augment`).
+Not served, so trained by `model.fit`: another backend than JAX, elastic distortions (a
+Gaussian-smoothed random field, done with SciPy in `augment`), and convolutional networks on a
+CPU (see `unserved`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ backend.use()  # Keras reads its backend at import: mnistlab's choice, if it is 
 import keras  # noqa: E402
 
 LOOPS = ("compiled", "fit")
+# Steps per iteration of the scan's loop: 4 or 16 gave no gain for the lab's model here (within
+# the noise of a loaded machine) and compiled 1.1 to 2 times longer.
+UNROLL = 1
 VALIDATION_BATCH = 1000  # images a validation step sees: bounds the memory of a conv network's
 
 
@@ -64,7 +68,18 @@ def unserved(spec: Spec, backend_name: str | None = None) -> str | None:
         return f"the {name} backend (the compiled epoch is JAX's)"
     if spec.elastic:
         return "elastic distortions (done with SciPy on the CPU)"
+    if spec.conv and on_cpu():
+        # XLA's CPU convolutions inside the scan's loop ran 7 to 9 times slower a step than
+        # Keras's own compiled step of preset `fast` here (5.4 s against 0.77 s, batch 128,
+        # 2 cores under load): model.fit, or TensorFlow, trains convolutions faster on a CPU.
+        return "convolutions on a CPU (slower in a compiled loop than in model.fit here)"
     return None
+
+
+def on_cpu() -> bool:
+    import jax
+
+    return bool(jax.default_backend() == "cpu")
 
 
 def loop_for(spec: Spec, backend_name: str | None = None) -> str:
@@ -260,7 +275,9 @@ class Program:
             key = jax.random.fold_in(keys, step)
             return self._step(*carry, x[chosen], y[chosen], key), None
 
-        (state, totals), _ = jax.lax.scan(body, (state, totals), first + jnp.arange(count))
+        (state, totals), _ = jax.lax.scan(
+            body, (state, totals), first + jnp.arange(count), unroll=UNROLL
+        )
         return state, totals
 
     def _last(
