@@ -43,7 +43,8 @@ def steps_per_call(steps: int, verbose: int | str) -> int:
     2 cores, seconds per epoch after the first, one step a call / 100 / a whole epoch
     (benchmarks/steps_per_execution.py): TensorFlow 3.3 / 2.0 / 1.7; JAX 0.76 / 0.55 / 0.61.
     A progress bar moves only between calls, so with one it moves BAR_UPDATES times an epoch.
-    The arithmetic is the same either way (tests/test_train.py)."""
+    The arithmetic is the same either way (tests/test_train.py). The compiled loop on JAX
+    (`compiled`) runs its full batches in calls of as many steps, for the same reason."""
     if verbose == 1:
         return max(1, math.ceil(steps / BAR_UPDATES))
     return steps
