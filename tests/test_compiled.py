@@ -190,3 +190,19 @@ def test_augmented_training_is_deterministic_and_differs_from_plain(tiny):
     for a, b in zip(m1.get_weights(), m2.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert fit(spec.replace(rotate=0.0), tiny)[1]["loss"] != h1["loss"]
+
+
+def test_the_checkpoint_tests_run_the_compiled_loop_and_a_checkpoint_keeps_to_its_loop(tiny):
+    from test_checkpoint import ARRAYS, AUGMENTED
+
+    from mnistlab import checkpoints
+
+    # tests/test_checkpoint.py's resumed runs end as runs never stopped: on JAX, by this loop
+    assert loop_for(AUGMENTED) == loop_for(ARRAYS) == "compiled"
+    spec = Spec(epochs=1, hidden=(8,), backend="jax")
+    model = build(spec)
+    model.optimizer.build(model.trainable_variables)
+    raw = checkpoints.encode(spec, "print", 1, {}, model, None, "fit")
+    assert checkpoints.decode(raw, spec, "print", "fit").epochs == 1
+    with pytest.raises(checkpoints.Unusable, match="made by the fit loop, not compiled"):
+        checkpoints.decode(raw, spec, "print", "compiled")
