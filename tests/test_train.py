@@ -274,7 +274,7 @@ def test_flips_mirror_about_half_the_images_and_only_those(tiny):
 
 def test_the_fast_path_trains_what_plain_fit_trains(tiny):
     spec = Spec(epochs=2)
-    fast, _ = fit(spec, tiny)
+    fast, _ = fit(spec, tiny, loop="fit")
     assert fast.steps_per_execution == 10  # the whole epoch in one call
 
     keras.utils.set_random_seed(spec.seed)  # the lab's own cells: one step a call

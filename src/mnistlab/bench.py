@@ -67,13 +67,14 @@ def measure(path: str, epochs: int) -> dict[str, Any]:
             callbacks=[timer],
         )
         accuracy = float(model.evaluate(x_test, y_test, verbose=0)[1])
-        parameters = model.count_params()
+        parameters, loop = model.count_params(), "fit"
     else:
         run = train(spec, mnist, callbacks=[timer])
-        accuracy, parameters = run.accuracy, run.model.count_params()
+        accuracy, parameters, loop = run.accuracy, run.model.count_params(), run.info["loop"]
     return {
         "path": path,
         "backend": keras.backend.backend(),
+        "loop": loop,
         "device": backend.device(),
         "parameters": parameters,
         "seconds": timer.seconds,
@@ -101,11 +102,13 @@ def to_99(target: float = 0.99) -> dict[str, Any]:
             self.model.stop_training = accuracies[-1] >= target
 
     spec = preset("fast")
-    history = train(spec, mnist, callbacks=[Probe()]).history
+    run = train(spec, mnist, callbacks=[Probe()])
+    history = run.history
     reached = accuracies[-1] >= target
     return {
         "path": "to-99",
         "backend": keras.backend.backend(),
+        "loop": run.info["loop"],
         "device": backend.device(),
         "spec": spec.to_dict(),
         "target": target,

@@ -28,6 +28,10 @@ atomic rename, and a folder that exists is not. It is an uncompressed `.npz` of:
   every epoch (Keras's `ArrayDataAdapter.get_tf_dataset` iterated twice gives one permutation
   twice) and again after a resume: there is nothing of it to save. Leaving out any of the
   others makes the resumed weights differ (checked one by one on both backends).
+  The compiled loop on JAX (`compiled`) draws from none of these: its order and augmentation
+  come from the spec's seed and the epoch's number, its dropout from the seed generators
+  among the model's variables. A checkpoint names the loop that made it and is used only by
+  that loop, each drawing its own numbers.
 
 All of it is restored after `model.fit` has started (`on_train_begin`), because `fit` itself
 draws from these generators before the first epoch (it reads a batch to build the model's
@@ -156,6 +160,7 @@ def encode(
     history: dict[str, list[float]],
     model: keras.Model,
     augmented: AugmentedImages | None,
+    loop: str = "fit",
 ) -> bytes:
     state = random_state(augmented)
     order = state.pop("order", None)
@@ -167,6 +172,7 @@ def encode(
         "epochs": epochs,
         "history": history,
         "random": state,
+        "loop": loop,
     }
     arrays = {
         f"model/{i}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(model.variables)
@@ -181,8 +187,9 @@ def encode(
     return out.getvalue()
 
 
-def decode(raw: bytes, spec: Spec, data_print: str) -> Saved:
-    """The checkpoint in `raw`, if it was made for `spec` and this training data; else
+def decode(raw: bytes, spec: Spec, data_print: str, loop: str = "fit") -> Saved:
+    """The checkpoint in `raw`, if it was made for `spec` and this training data by the
+    training loop `loop` (`training.loop_for`: each draws its own random numbers); else
     `Unusable` says why."""
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
@@ -195,6 +202,8 @@ def decode(raw: bytes, spec: Spec, data_print: str) -> Saved:
             raise Unusable(f"it was made with another spec ({', '.join(changed) or 'its keys'})")
         if meta["data"] != data_print:
             raise Unusable("it was made on other training data")
+        if meta.get("loop", "fit") != loop:  # checkpoints before the compiled loop: fit's
+            raise Unusable(f"it was made by the {meta.get('loop', 'fit')} loop, not {loop}")
         state = meta["random"]
         state["numpy"]["keys"] = arrays.pop("numpy_keys")
         return Saved(
@@ -269,7 +278,9 @@ class Keeper(keras.callbacks.Callback):
         model.fit(..., initial_epoch=keeper.epochs, callbacks=[timer, keeper, ...])
         keeper.history                             # every epoch's, earlier processes' too
 
-    `timer` (an `EpochTimer`, earlier in the callbacks) gives the seconds of each epoch."""
+    `timer` (an `EpochTimer`, earlier in the callbacks) gives the seconds of each epoch;
+    `loop` is the training loop (default: `training.loop_for(spec)`'s), which a checkpoint
+    must share."""
 
     def __init__(
         self,
@@ -278,11 +289,15 @@ class Keeper(keras.callbacks.Callback):
         data: Dataset,
         timer: EpochTimer,
         every: float | None = None,
+        loop: str | None = None,
     ) -> None:
         super().__init__()
         # as `train` records it: a checkpoint of one backend is not used on the other
         spec = spec if spec.backend else spec.replace(backend=keras.backend.backend())
+        from mnistlab.compiled import loop_for
+
         self.where, self.spec, self.timer = where, spec, timer
+        self.loop = loop or loop_for(spec)
         self.every = CHECKPOINT_SECONDS if every is None else every
         self.dataset = data
         self.augmented: AugmentedImages | None = None  # set by the caller when it augments
@@ -301,7 +316,7 @@ class Keeper(keras.callbacks.Callback):
     def read(self) -> Saved | None:
         try:
             raw = self.where.read()
-            return None if raw is None else decode(raw, self.spec, self.data_print)
+            return None if raw is None else decode(raw, self.spec, self.data_print, self.loop)
         except Unusable as e:
             note(f"not using the {self.where}: {e}; starting from epoch 1")
         except Exception as e:  # a file system's or Ray's: a checkpoint never stops a run
@@ -346,7 +361,13 @@ class Keeper(keras.callbacks.Callback):
         last = epoch + 1 == self.spec.epochs
         if last or time.monotonic() - self.last >= self.every:
             raw = encode(
-                self.spec, self.data_print, epoch + 1, self.history, self.model, self.augmented
+                self.spec,
+                self.data_print,
+                epoch + 1,
+                self.history,
+                self.model,
+                self.augmented,
+                self.loop,
             )
             try:
                 self.where.write(raw)

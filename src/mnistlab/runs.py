@@ -49,8 +49,9 @@ HISTORY_CSV = "history.csv"
 NOT_A_RUN = "pass a folder made by `mnistlab train` or `Run.save`"
 # What `run.json` says of where and how a run was made; `trained_on` (the engine of a sweep and
 # the machine: {"engine": "ray", "node": IP, "hostname": ..., "node_id": ..., "task": ...})
-# is written by the sweep's engines; `finetuned` (what `finetune` did) by fine-tuning
-INFO_KEYS = ("backend", "device", "versions", "created", "trained_on", "finetuned")
+# is written by the sweep's engines; `loop`, how the epochs ran ("compiled" or "fit"), by `train`;
+# `finetuned` (what `finetune` did) by fine-tuning
+INFO_KEYS = ("backend", "device", "loop", "versions", "created", "trained_on", "finetuned")
 
 
 @dataclass

@@ -43,10 +43,29 @@ def steps_per_call(steps: int, verbose: int | str) -> int:
     2 cores, seconds per epoch after the first, one step a call / 100 / a whole epoch
     (benchmarks/steps_per_execution.py): TensorFlow 3.3 / 2.0 / 1.7; JAX 0.76 / 0.55 / 0.61.
     A progress bar moves only between calls, so with one it moves BAR_UPDATES times an epoch.
-    The arithmetic is the same either way (tests/test_train.py)."""
+    The arithmetic is the same either way (tests/test_train.py). The compiled loop on JAX
+    (`compiled`) runs its full batches in calls of as many steps, for the same reason."""
     if verbose == 1:
         return max(1, math.ceil(steps / BAR_UPDATES))
     return steps
+
+
+def loop_for(spec: Spec, loop: str | None = None) -> str:
+    """How `fit` trains `spec` on the backend Keras runs: "compiled" (each epoch one compiled
+    JAX program, see `compiled`) where that serves the spec, else "fit" (Keras's `model.fit`).
+    `loop` asks for one: "fit" always serves; "compiled" where it cannot is refused, saying
+    why."""
+    from mnistlab import compiled
+    from mnistlab.errors import MnistlabError
+
+    if loop is not None and loop not in compiled.LOOPS:
+        raise MnistlabError(f"unknown loop {loop!r}", f"choose one of: {', '.join(compiled.LOOPS)}")
+    why = compiled.unserved(spec)
+    if loop == "compiled" and why:
+        raise MnistlabError(
+            f"the compiled loop cannot train this spec: {why}", "leave the loop to mnistlab"
+        )
+    return loop or ("fit" if why else "compiled")
 
 
 def train(
@@ -56,6 +75,7 @@ def train(
     verbose: int = 0,
     callbacks: Sequence[Any] = (),
     checkpoint: str | Path | Place | None = None,
+    loop: str | None = None,
 ) -> Run:
     """Fit the model of `spec` (default: the lab's recipe) on the training set of `data` (a
     `Dataset`, or a data set's name to load), holding out the last `validation_split` of it for
@@ -65,16 +85,19 @@ def train(
     there, if one of this spec and data is, and keep one there as training goes; `Run.save`
     removes it (see `checkpoints`). Returns the `Run`: model, spec (with the backend it
     trained on), history with seconds per epoch (earlier processes' epochs included), test
-    metrics and seconds (of this process)."""
+    metrics and seconds (of this process); its `info["loop"]` names how it was trained
+    (`loop_for`: `loop` None chooses, "fit" or "compiled" asks)."""
     from mnistlab import checkpoints
     from mnistlab import data as datamod
+    from mnistlab.runs import describe_machine
 
     spec = spec if spec is not None else preset("lab")
     spec = spec.replace(backend=backend.use(spec.backend))
+    loop = loop_for(spec, loop)  # before the data: a refusal comes first
     if isinstance(data, str):
         data = datamod.load(data)
     start = time.perf_counter()
-    model, history = fit(spec, data, verbose, callbacks, checkpoint)
+    model, history = fit(spec, data, verbose, callbacks, checkpoint, loop)
     trained = time.perf_counter()
     from mnistlab.evaluation import evaluate
 
@@ -89,6 +112,7 @@ def train(
         metrics=metrics,
         seconds=seconds,
         source=data.source,
+        info=describe_machine() | {"loop": loop},
         checkpoint=checkpoints.place(checkpoint) if checkpoint is not None else None,
     )
 
@@ -99,15 +123,18 @@ def fit(
     verbose: int | str = 0,
     callbacks: Sequence[Any] = (),
     checkpoint: str | Path | Place | None = None,
+    loop: str | None = None,
 ) -> tuple[Any, dict[str, list[float]]]:
     """The model of `spec`, fitted on `data`'s training set, and its per-epoch history; from
-    and with a checkpoint if `checkpoint` is given (see `train`)."""
+    and with a checkpoint if `checkpoint` is given (see `train`). Each epoch is one compiled
+    program where `loop_for(spec, loop)` says so, else `model.fit` trains."""
     from mnistlab import checkpoints
     from mnistlab.augment import AugmentedImages
     from mnistlab.callbacks import EpochTimer
     from mnistlab.data import preprocess
     from mnistlab.models import build
 
+    loop = loop_for(spec, loop)
     seed_everything(spec)
     x_train, y_train = data.train
     fitted = math.floor(len(x_train) * (1 - spec.validation_split))  # where Keras splits
@@ -116,9 +143,25 @@ def fit(
     timer = EpochTimer()
     keeper = None
     if checkpoint is not None:
-        keeper = checkpoints.Keeper(checkpoints.place(checkpoint), spec, data, timer)
+        keeper = checkpoints.Keeper(checkpoints.place(checkpoint), spec, data, timer, loop=loop)
         keeper.restore(model)
         callbacks = [keeper, *callbacks]
+    if loop == "compiled":
+        from mnistlab.compiled import fit_epochs
+
+        held_out = (x_train[fitted:], y_train[fitted:]) if fitted < len(x_train) else None
+        history = fit_epochs(
+            model,
+            spec,
+            (x_train[:fitted], y_train[:fitted]),
+            held_out,
+            initial_epoch=keeper.epochs if keeper else 0,
+            verbose=verbose,
+            callbacks=[timer, *callbacks],
+            steps_per_call=steps_per_call(steps, verbose),
+        )
+        history["seconds"] = timer.seconds
+        return model, keeper.history if keeper else history
     fit_options = dict(
         epochs=spec.epochs,
         initial_epoch=keeper.epochs if keeper else 0,

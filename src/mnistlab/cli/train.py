@@ -95,13 +95,14 @@ def run_training(spec: Spec, data: Dataset, out: Path) -> Run:
     name = backend.use(spec.backend)  # first: the modules below import Keras
     from mnistlab.checkpoints import CheckpointWarning
     from mnistlab.runs import checkpoint_path
-    from mnistlab.training import train
+    from mnistlab.training import loop_for, train
 
     layers = f"conv {list(spec.conv)}, " if spec.conv else ""
+    loop = {"compiled": "each epoch one compiled program", "fit": "Keras's model.fit"}
     say(
         f"Training on {data.name} with {name} ({backend.device()}): {layers}"
         f"hidden {list(spec.hidden)}, dropout {spec.dropout}, {plural(spec.epochs, 'epoch')}, "
-        f"batch {spec.batch_size}, seed {spec.seed}"
+        f"batch {spec.batch_size}, seed {spec.seed}; {loop[loop_for(spec)]}"
     )
     checkpoint = checkpoint_path(out)
     try:
