@@ -161,14 +161,24 @@ def open_study(space: Space, url: str) -> optuna.Study:
     options: dict[str, Any] = {}
     if url.startswith("sqlite"):  # workers wait for each other's writes instead of failing
         options["connect_args"] = {"timeout": 60}
-    try:
-        storage = RDBStorage(
+
+    def connect() -> RDBStorage:
+        return RDBStorage(
             url,
             engine_kwargs=options,
             heartbeat_interval=HEARTBEAT_SECONDS,
             grace_period=GRACE_SECONDS,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
         )
+
+    try:
+        try:
+            storage = connect()
+        except sqlalchemy.exc.IntegrityError:
+            # Workers started together on a new database: another one made Optuna's tables
+            # (and its schema version row) first. They are there now.
+            time.sleep(1)
+            storage = connect()
     except ModuleNotFoundError as e:
         raise MnistlabError(
             f"the storage {shown(url)} needs the module {e.name!r}, which is not installed",
