@@ -34,6 +34,8 @@ API = {
     "evaluate": ("mnistlab.evaluation", "evaluate"),
     "predict": ("mnistlab.prediction", "predict"),
     "read_image": ("mnistlab.images", "read_image"),
+    "read": ("mnistlab.reading", "read"),
+    "reader": ("mnistlab.reading", "reader"),
     "run_experiment": ("mnistlab.experiments", "run_experiment"),
     "tune": ("mnistlab.tuning", "tune"),
     "list_experiments": ("mnistlab.experiments", "names"),
@@ -61,7 +63,9 @@ __all__ = [
     "load_run",
     "predict",
     "preset",
+    "read",
     "read_image",
+    "reader",
     "report",
     "run_experiment",
     "train",
@@ -79,6 +83,7 @@ if TYPE_CHECKING:
     from mnistlab.models import build
     from mnistlab.notebook.check import check
     from mnistlab.prediction import predict
+    from mnistlab.reading import read, reader
     from mnistlab.reports import report
     from mnistlab.results import Results, compare_runs
     from mnistlab.runs import Run

@@ -103,7 +103,7 @@ def fit(
     """The model of `spec`, fitted on `data`'s training set, and its per-epoch history; from
     and with a checkpoint if `checkpoint` is given (see `train`)."""
     from mnistlab import checkpoints
-    from mnistlab.augment import AugmentedImages
+    from mnistlab.augment import AugmentedImages, augments
     from mnistlab.callbacks import EpochTimer
     from mnistlab.data import preprocess
     from mnistlab.models import build
@@ -125,7 +125,7 @@ def fit(
         verbose=verbose,
         callbacks=[timer, *callbacks],
     )
-    if spec.shift or spec.rotate or spec.elastic or spec.flip:
+    if augments(spec):
         x = x_train[:fitted]
         augmented = AugmentedImages(x, y_train[:fitted], spec)
         if keeper:

@@ -13,7 +13,7 @@ import signal
 import click
 
 from mnistlab import backend
-from mnistlab.cli import bench, check, data, experiment, report, serve, train, tune
+from mnistlab.cli import bench, check, data, experiment, read, report, serve, train, tune
 from mnistlab.cli.common import Group
 from mnistlab.version import __version__
 
@@ -39,7 +39,7 @@ def cli() -> None:
     """
 
 
-for module in (data, train, experiment, tune, report, check, serve, bench):
+for module in (data, train, read, experiment, tune, report, check, serve, bench):
     for command in module.COMMANDS:
         cli.add_command(command)
 
