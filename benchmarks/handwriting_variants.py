@@ -28,6 +28,8 @@ are read, and only them. Prints a Markdown table: accuracy per variant and run.
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -200,58 +202,82 @@ def number(digits: list[np.ndarray], rng: np.random.Generator) -> Image.Image:
     return on_paper(page[:, : left + 60], rng)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="*", type=Path, help="run folders (trained on MNIST)")
-    parser.add_argument("--default", action="store_true", help="also the default reading model")
-    parser.add_argument("--per-variant", type=int, default=300)
-    parser.add_argument("--numbers", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+def measure(model: object, per_variant: int, numbers: int, seed: int) -> dict[str, float]:
+    """Accuracy on each variant's digits, and the share of numbers read exactly. The same seed
+    makes the same pictures for every model."""
     import mnistlab as ml
     from mnistlab.prediction import classify
 
-    models = [(str(path), ml.load_run(path)) for path in args.runs]
-    if args.default:
-        models.append(("default reading model", ml.reader(log=print)))
     x, y = ml.load("mnist").test
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(seed)
     rows = {}
     start = time.perf_counter()
     for name, make in VARIANTS.items():
-        chosen = rng.choice(len(x), args.per_variant, replace=False)
+        chosen = rng.choice(len(x), per_variant, replace=False)
         pixels = []
         for i in chosen:
             try:
                 pixels.append(im.prepare(make(x[i], rng)).pixels)
             except ml.MnistlabError:
                 pixels.append(np.zeros((28, 28), np.float32))  # counted wrong
-        batch = np.stack(pixels)
-        rows[name] = [
-            float(np.mean(classify(run.model, batch).argmax(1) == y[chosen])) for _, run in models
-        ]
-        print(f"{name}: done, {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    pictures = []
-    for _ in range(args.numbers):
+        guesses = classify(getattr(model, "model", model), np.stack(pixels)).argmax(1)
+        rows[name] = float(np.mean(guesses == y[chosen]))
+        print(f"{name}: {rows[name]:.1%}, {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    right = 0
+    for _ in range(numbers):
         chosen = rng.choice(len(x), 3, replace=False)
-        pictures.append((number([x[i] for i in chosen], rng), "".join(str(y[i]) for i in chosen)))
-    exact = []
-    for _, run in models:
-        right = 0
-        for picture, text in pictures:
-            try:
-                right += read_picture(run, picture).text == text
-            except ml.MnistlabError:
-                continue  # no ink found: not read
-        exact.append(right / len(pictures))
-    print(f"numbers: done, {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    print("| variant | " + " | ".join(name for name, _ in models) + " |")
-    print("|---|" + "---:|" * len(models))
-    for name, accuracies in rows.items():
-        print(f"| {name} | " + " | ".join(f"{a:.1%}" for a in accuracies) + " |")
-    mean = np.mean(list(rows.values()), axis=0)
-    print("| mean of the digits' variants | " + " | ".join(f"{a:.1%}" for a in mean) + " |")
-    print("| 3-digit numbers read exactly | " + " | ".join(f"{a:.1%}" for a in exact) + " |")
+        picture = number([x[i] for i in chosen], rng)
+        try:
+            right += read_picture(model, picture).text == "".join(str(y[i]) for i in chosen)
+        except ml.MnistlabError:
+            continue  # no ink found: not read
+    rows["3-digit numbers read exactly"] = right / max(numbers, 1)
+    print(f"numbers: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="*", help="run folders (trained on MNIST)")
+    parser.add_argument("--default", action="store_true", help="also the default reading model")
+    parser.add_argument("--per-variant", type=int, default=300)
+    parser.add_argument("--numbers", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # measure this run here, print JSON
+    args = parser.parse_args()
+    if args.one is not None:
+        import mnistlab as ml
+
+        model = ml.reader(None if args.one == "default" else args.one, log=print_err)
+        print(json.dumps(measure(model, args.per_variant, args.numbers, args.seed)))
+        return
+    # Each run in a process of its own: one process runs one Keras backend
+    names = [*args.runs, *(["default"] if args.default else [])]
+    columns = {}
+    for name in names:
+        options = ["--per-variant", str(args.per_variant), "--numbers", str(args.numbers)]
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", name, *options, "--seed", str(args.seed)],
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        ).stdout
+        columns[name if name != "default" else "default reading model"] = json.loads(out)
+    rows = list(next(iter(columns.values())))
+    print("| variant | " + " | ".join(columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    digits = [r for r in rows if r in VARIANTS]
+    for row in rows:
+        if row not in VARIANTS:
+            means = [np.mean([c[r] for r in digits]) for c in columns.values()]
+            print(
+                "| mean of the digits' variants | " + " | ".join(f"{m:.1%}" for m in means) + " |"
+            )
+        print(f"| {row} | " + " | ".join(f"{c[row]:.1%}" for c in columns.values()) + " |")
+
+
+def print_err(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ def test_health_model_page_and_docs(client, tiny_run):
         "/healthz",
         "/api/model",
         "/api/predict",
+        "/api/read",
     }
 
 
