@@ -142,6 +142,19 @@ def test_specks_are_ignored_and_a_broken_digit_is_one():
     assert reading.bounds(groups[2])[1] >= 215
 
 
+def test_a_short_piece_joins_the_digit_nearest_it():
+    # A 5 whose top bar overhangs its body to the right, a quarter over it: not a digit alone
+    picture = strokes((360, 160), seven(20, 30, 100), 14)
+    draw = ImageDraw.Draw(picture)
+    draw.line((270, 35, 330, 35), fill=0, width=12)
+    draw.line((222, 50, 222, 80), fill=0, width=12)
+    draw.arc((212, 70, 285, 135), -120, 150, fill=0, width=12)
+    paper = im.ink_of(picture)
+    groups = reading.groups(paper.pieces)
+    assert len(groups) == 2
+    assert reading.bounds(groups[1])[3] >= 325  # the bar is in the second digit
+
+
 def test_touching_digits_are_split_where_the_ink_is_least():
     picture = strokes(
         (300, 160), seven(20, 30, 100) + one(95, 30, 100) + [[(75, 130), (95, 130)]], 12

@@ -42,7 +42,9 @@ if TYPE_CHECKING:
 Log = Callable[[str], None]
 DIGIT_WIDTH = 0.75  # a digit's usual width, as a share of its height (MNIST's median is 0.6
 # to 0.8 of the box for all but the 1s)
-SPLIT_AT = 1.0  # a piece wider than this many times its height may be several digits
+SPLIT_AT = 0.8  # a piece wider than this many times its height may be several digits (two
+# touching digits, one of them a 1, can be that narrow)
+SHORT = 0.5  # a piece less high than this share of the writing's is part of a digit
 MAX_DIGITS = 8  # in one piece, at most
 PRIOR = 0.35  # the weight of the width prior against the mean log-probability
 READER_PRESET = "handwriting"
@@ -119,14 +121,29 @@ def read_picture(model: Any, source: str | Path | bytes | IO[bytes] | Any) -> Re
 
 def groups(pieces: np.ndarray) -> list[np.ndarray]:
     """The ink cut into digits' worth of pieces, left to right: connected components, those
-    that overlap horizontally by `images.OVERLAP` of the narrower joined (`images.stacks`)."""
+    that overlap horizontally by `images.OVERLAP` of the narrower joined (`images.stacks`),
+    and a piece under SHORT of the writing's height (a 5's top that overhangs its body, the
+    bottom of a broken 2) joined to the digit nearest it."""
     from mnistlab.images import stacks
 
     labels, count = ndimage.label(pieces, structure=np.ones((3, 3)))
-    return [
-        np.isin(labels, [i + 1 for i in members])
-        for members in stacks(ndimage.find_objects(labels))
-    ]
+    found = [np.isin(labels, [i + 1 for i in m]) for m in stacks(ndimage.find_objects(labels))]
+    while len(found) > 1:
+        boxes = [bounds(g) for g in found]
+        heights = [b[2] - b[0] for b in boxes]
+        short = int(np.argmin(heights))
+        if heights[short] >= SHORT * float(np.median(heights)):
+            break
+        gaps = [
+            max(boxes[j][1] - boxes[short][3], boxes[short][1] - boxes[j][3])
+            if j != short
+            else np.inf
+            for j in range(len(found))
+        ]
+        nearest = int(np.argmin(gaps))
+        found[nearest] = found[nearest] | found[short]
+        del found[short]
+    return found
 
 
 def bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
