@@ -252,18 +252,19 @@ def reader(
 
 def train_reader(spec: Spec, folder: Path, say: Log) -> Run:
     from mnistlab import backend
-    from mnistlab.spec import multiply_adds
 
     backend.use(spec.backend)
     from mnistlab.callbacks import EpochLine
+    from mnistlab.experiments.sweep import estimate_seconds
     from mnistlab.training import train
 
-    # About 4 s an epoch per million multiply-adds of an image, for 48,000 images on 2 cores
-    # (preset `handwriting`: 3.8 million, about 15 s an epoch on a quiet machine)
-    minutes = max(1, round(spec.epochs * 4 * multiply_adds(spec) / 1e6 / 60))
+    # The sweeps' rough estimate leaves out the augmentation: preset handwriting's seeds took
+    # 15 to 21 minutes here at a load average of 7 to 12 (docs/results.md)
+    minutes = max(1, round(estimate_seconds(spec) / 60))
     say(
-        f"No reading model yet: training preset {READER_PRESET} once (about {minutes} "
-        f"minute{'s' if minutes > 1 else ''} on 2 cores), kept in {folder}"
+        f"No reading model yet: training preset {READER_PRESET} once (at least {minutes} "
+        f"minute{'s' if minutes > 1 else ''} on 2 idle cores, several times that on busy "
+        f"ones), kept in {folder}"
     )
     run = train(spec, "mnist", callbacks=[EpochLine("reading model", spec.epochs, say)])
     run.save(folder)
