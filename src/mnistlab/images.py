@@ -406,9 +406,9 @@ def remove_lines(mask: np.ndarray) -> np.ndarray:
             horizontal = vertical = int(writing_height(mask))
         lines = np.zeros_like(mask)
         if 2 <= horizontal < width:
-            lines |= ndimage.binary_opening(mask, structure=np.ones((1, horizontal), bool))
+            lines |= straight_runs(mask, horizontal, axis=1)
         if 2 <= vertical < height:
-            lines |= ndimage.binary_opening(mask, structure=np.ones((vertical, 1), bool))
+            lines |= straight_runs(mask, vertical, axis=0)
         if not lines.any():
             continue
         rest = substantial(mask & ~ndimage.binary_dilation(lines, iterations=2))
@@ -432,6 +432,17 @@ def remove_lines(mask: np.ndarray) -> np.ndarray:
         if kept.sum() >= 0.02 * mask.sum():
             mask = kept
     return mask
+
+
+def straight_runs(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """The pixels of runs at least `length` long along `axis`: a morphological opening with a
+    line, made of SciPy's 1-D minimum and maximum filters, whose cost does not grow with the
+    line's length (`binary_opening` with a 256-pixel line made preparing a photo 4 times
+    slower)."""
+    length |= 1  # odd: the filters are centred, so the opening puts the runs back in place
+    ink = mask.astype(np.uint8)
+    eroded = ndimage.minimum_filter1d(ink, length, axis=axis, mode="constant", cval=0)
+    return ndimage.maximum_filter1d(eroded, length, axis=axis, mode="constant", cval=0) > 0
 
 
 def substantial(mask: np.ndarray) -> np.ndarray:
