@@ -216,8 +216,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # half its dense layer, trained on digits drawn with other pens (thinner and thicker
     # strokes), blurred, shifted, turned and elastically distorted, so that a marker's 1, a
     # fine liner's 7 and a blurry scan look like something it has seen (issue 15). 99.30% ±
-    # 0.08 over 3 seeds, 15 to 21 minutes a seed here under a load of 7 to 12; 97.9% on the
-    # README's real-world variants of MNIST's test digits against the lab model's 93.4%.
+    # 0.08 over 3 seeds, 15 to 21 minutes a seed here under a load of 7 to 12; 97.6% on the
+    # README's real-world variants of MNIST's test digits against the lab model's 92.9%.
     "handwriting": {
         "conv": (32, 64),
         "hidden": (128,),
