@@ -182,6 +182,27 @@ def test_a_digit_drawn_in_the_browser_is_read(server, page, photos, tmp_path_fac
     assert shown(page)["answer"] == str(label)
 
 
+def test_a_number_drawn_in_the_browser_is_read(server, page):
+    page.goto(server)
+    page.wait_for_function("document.getElementById('about').textContent.includes('accuracy')")
+    page.check("#number")  # the wider canvas, read as a number
+    assert page.locator("#canvas").bounding_box()["width"] > 500
+    # A seven on the left half, a one on the right: fractions of the 560x280 canvas
+    draw(page, [[(0.12, 0.2), (0.37, 0.2), (0.2, 0.85)], [(0.72, 0.15), (0.72, 0.85)]])
+    settled(page)
+    seen = page.evaluate(
+        """() => ({
+            text: document.getElementById('answer').dataset.text,
+            digits: [...document.querySelectorAll('#digits figcaption')].map(e => e.textContent),
+            images: document.querySelectorAll('#digits img').length,
+        })"""
+    )
+    assert seen["text"] == "71", seen
+    assert seen["images"] == 2 and seen["digits"][0].startswith("7 ")
+    page.click("#clear")
+    assert page.locator("#answer").text_content() == ""
+
+
 def test_photos_are_read_through_the_command_line(mnist_run, photos):
     result = subprocess.run(
         [sys.executable, "-m", "mnistlab", "predict", str(mnist_run), "--json"]

@@ -78,6 +78,7 @@ def test_health_model_page_and_docs(client, tiny_run):
         "/api/predict",
         "/api/explain",
         "/api/corrections",
+        "/api/read",
     }
 
 

@@ -41,6 +41,8 @@ API = {
     "Explanation": ("mnistlab.explaining", "Explanation"),
     "finetune": ("mnistlab.finetuning", "finetune"),
     "FinetuneResult": ("mnistlab.finetuning", "FinetuneResult"),
+    "read": ("mnistlab.reading", "read"),
+    "reader": ("mnistlab.reading", "reader"),
     "run_experiment": ("mnistlab.experiments", "run_experiment"),
     "tune": ("mnistlab.tuning", "tune"),
     "list_experiments": ("mnistlab.experiments", "names"),
@@ -76,7 +78,9 @@ __all__ = [
     "load_run",
     "predict",
     "preset",
+    "read",
     "read_image",
+    "reader",
     "report",
     "run_experiment",
     "train",
@@ -97,6 +101,7 @@ if TYPE_CHECKING:
     from mnistlab.models import build
     from mnistlab.notebook.check import check
     from mnistlab.prediction import predict
+    from mnistlab.reading import read, reader
     from mnistlab.reports import report
     from mnistlab.results import Results, compare_runs
     from mnistlab.runs import Run

@@ -129,7 +129,7 @@ def fit(
     and with a checkpoint if `checkpoint` is given (see `train`). Each epoch is one compiled
     program where `loop_for(spec, loop)` says so, else `model.fit` trains."""
     from mnistlab import checkpoints
-    from mnistlab.augment import AugmentedImages
+    from mnistlab.augment import AugmentedImages, augments
     from mnistlab.callbacks import EpochTimer
     from mnistlab.data import preprocess
     from mnistlab.models import build
@@ -168,7 +168,7 @@ def fit(
         verbose=verbose,
         callbacks=[timer, *callbacks],
     )
-    if spec.shift or spec.rotate or spec.elastic or spec.flip:
+    if augments(spec):
         x = x_train[:fitted]
         augmented = AugmentedImages(x, y_train[:fitted], spec)
         if keeper:

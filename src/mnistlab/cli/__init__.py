@@ -21,6 +21,7 @@ from mnistlab.cli import (
     explain,
     export,
     finetune,
+    read,
     report,
     serve,
     train,
@@ -54,6 +55,7 @@ def cli() -> None:
 for module in (
     data,
     train,
+    read,
     explain,
     experiment,
     tune,

@@ -253,6 +253,12 @@ def spec_options(f: F) -> F:
             default=None,
             help="Mirror half the training images, anew each epoch (for clothes, not digits).",
         ),
+        click.option(
+            "--pen", type=int, help="Thicken or thin training strokes by up to this many pixels."
+        ),
+        click.option(
+            "--blur", type=float, help="Blur training images by a Gaussian of up to this sigma."
+        ),
         click.option("--epochs", type=int, help="Passes over the training set (lab: 5)."),
         click.option("--batch-size", type=int, help="Images per step (lab: 32)."),
         click.option(

@@ -10,7 +10,7 @@ from mnistlab.cli.common import log
 
 
 @click.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=click.Path(path_type=Path), required=False)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option(
@@ -24,24 +24,26 @@ from mnistlab.cli.common import log
 @click.option(
     "--corrections",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Keep the page's corrections in this folder (default: RUN_DIR/corrections), for "
-    "`mnistlab finetune`.",
+    help="Keep the page's corrections in this folder (default: RUN_DIR/corrections, or beside "
+    "the reading model), for `mnistlab finetune`.",
 )
 def serve(
-    run_dir: Path,
+    run_dir: Path | None,
     host: str,
     port: int,
     allow_hosts: tuple[str, ...],
     corrections: Path | None,
 ) -> None:
-    """Serve a run: a page to draw on or open a photo, and an HTTP API (docs at /docs)."""
+    """Serve a run (by default the reading model, trained once on first use): a page to draw
+    a digit or a number on or open a photo, and an HTTP API (docs at /docs)."""
     from mnistlab import web
 
-    app = web.create_app(
-        run_dir, allowed_hosts=web.host_names(host, allow_hosts), corrections=corrections
-    )
+    names = web.host_names(host, allow_hosts)
+    web.check_port(host, port)  # before a first use's training
+    app = web.create_app(run_dir, allowed_hosts=names, log=log, corrections=corrections)
     web.check_port(host, port)
-    log(f"Serving {run_dir} on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")
+    what = run_dir if run_dir is not None else "the reading model"
+    log(f"Serving {what} on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")
     web.serve(app, host, port)
 
 

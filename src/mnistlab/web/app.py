@@ -11,6 +11,9 @@ give the same answer for the same file.
 - `POST /api/predict`: an image as the request body (Content-Type image/... or
   application/octet-stream) or as the one file of a multipart/form-data form. Answers the
   label, class name, probabilities and the preprocessed image.
+- `POST /api/read`: the same kinds of body; reads a number: every digit, left to right, with
+  its probability, its box in the picture and the 28x28 image the model saw
+  (`reading.read_picture`, as `mnistlab read` does).
 - `GET /api/model`: the run's spec, data set, class names, metrics and the limits below.
 - `POST /api/explain`, `POST /api/corrections`: a saliency map of the answer for the 28x28
   image the model saw, and a correction kept for `mnistlab finetune`.
@@ -64,7 +67,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mnistlab import corrections as corrections_module
 from mnistlab import images as im
 from mnistlab import prediction as pr
-from mnistlab import runs
+from mnistlab import reading, runs
 from mnistlab.errors import MnistlabError
 from mnistlab.version import __version__
 
@@ -110,16 +113,20 @@ def error_response(status: int, problem: str, fix: str = "") -> JSONResponse:
 
 
 def create_app(
-    run_dir: Path,
+    run_dir: Path | None = None,
     allowed_hosts: Sequence[str] | None = None,
+    log: Callable[[str], None] | None = None,
     corrections: Path | None = None,
 ) -> FastAPI:
-    """The app over the run at `run_dir`, its model loaded once, here. With `allowed_hosts`
+    """The app over the run at `run_dir`, its model loaded once, here; with no run, over the
+    default reading model (trained once on first use, `log` hearing how). With `allowed_hosts`
     (`host_names` makes them for an address), a request whose Host header names another host
     is refused; without, any Host is answered, for tests and for embedding the app behind
     something that checks it. `mnistlab serve` always gives them. `corrections` is the folder
     the page's corrections go to (default: the run folder's `corrections/`)."""
-    return build_app(runs.load(run_dir), allowed_hosts, corrections)
+    from mnistlab.reading import reader
+
+    return build_app(reader(run_dir, log=log), allowed_hosts, corrections)
 
 
 def build_app(
@@ -238,8 +245,51 @@ def build_app(
             finally:
                 await upload.close()
 
+    @app.post("/api/read", openapi_extra=PREDICT_BODY)
+    async def read(request: Request) -> dict[str, Any]:
+        """Read a number: every digit in the image, left to right, each with its label,
+        probability, box (top, left, bottom, right, in the picture's pixels) and the 28x28
+        image the model saw (a PNG data URL); `text` is the number."""
+        if run.dataset != "mnist":
+            raise ApiError(
+                400,
+                f"this run reads {run.dataset}, not digits",
+                "serve a run trained on mnist to read numbers; /api/predict reads one picture",
+            )
+        form = upload_kind(request)
+        async with uploads:
+            upload = await receive_upload(request, form)
+            try:
+
+                def work() -> dict[str, Any]:
+                    result = reading.read_picture(Locked(run.model, lock), upload.file)
+                    out = result.to_dict() | {"inverted": result.inverted}
+                    for digit, shown in zip(out["digits"], result.digits, strict=True):
+                        png = base64.b64encode(im.png(shown.pixels)).decode()
+                        digit["image"] = f"data:image/png;base64,{png}"
+                    return out
+
+                return await asyncio.get_running_loop().run_in_executor(decoders, work)
+            except MnistlabError as e:
+                raise ApiError(422, e.problem, e.fix) from None
+            finally:
+                await upload.close()
+
     corrections_info = add_explain_and_corrections(app, run, lock, decoders, uploads, corrections)
     return app
+
+
+class Locked:
+    """A model whose forward pass runs one call at a time (Keras's compiled call is not
+    made for threads), as `prediction.classify` calls it."""
+
+    def __init__(self, model: Any, lock: threading.Lock) -> None:
+        self.inner, self.lock = model, lock
+        self.output_shape = model.output_shape
+
+    def predict_on_batch(self, x: np.ndarray) -> Any:
+        with self.lock:
+            return self.inner.predict_on_batch(x)
 
 
 def answer(
