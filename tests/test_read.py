@@ -236,6 +236,17 @@ def test_the_reader_of_a_run_folder_is_that_run(tiny_run):
     assert reading.reader(tiny_run).path == tiny_run
 
 
+def test_the_reading_model_trains_on_the_backend_this_process_runs():
+    # preset handwriting names TensorFlow; a notebook on JAX must still be able to train it,
+    # and a model trained on either backend is the same reading model
+    import keras
+
+    spec = reading.reader_spec()
+    assert reading.reader_backend(spec) == keras.backend.backend()
+    other = "jax" if spec.backend == "tensorflow" else "tensorflow"
+    assert reading.reader_folder(spec) == reading.reader_folder(spec.replace(backend=other))
+
+
 @pytest.mark.realdata
 def test_the_default_reading_model_is_trained_once_and_kept(tmp_path, monkeypatch):
     spec = tmp_path / "tiny.toml"
