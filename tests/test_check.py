@@ -368,15 +368,18 @@ def out_of_order(nb):
 
 
 def best_is_another(nb):
+    # mnistlab's table gives each variant's validation accuracy, which the best is chosen on:
+    # epochs-10 is made the best there, and the conclusion names the baseline
     runner = code_cell(nb, "run_experiment(")
     for output in runner.outputs:
         if "text/markdown" in output.get("data", {}):
-            output.data["text/markdown"] = output.data["text/markdown"].replace(
-                "| epochs-10 | 101,770 | 2 | 90.00% ± 0.00",
-                "| epochs-10 | 101,770 | 2 | 95.00% ± 0.00",
+            output.data["text/markdown"] = re.sub(
+                r"^(\| (\S+) \| [\d,]+ \| \d+ \| )[\d.]+%",
+                lambda m: m[1] + ("99.00%" if m[2] == "epochs-10" else "50.00%"),
+                output.data["text/markdown"],
+                flags=re.M,
             )
-    cell = text_cell(nb, "variant", name="epochs-10")
-    cell.source = cell.source.replace("90.00% ± 0.00", "95.00% ± 0.00", 1)
+    text_cell(nb, "conclusion").source = "The best model is **baseline**."
 
 
 @pytest.mark.notebook
@@ -402,8 +405,8 @@ def best_is_another(nb):
         (
             best_is_another,
             [
-                "the conclusion (cell 57) names baseline, at 90.00%, but epochs-10 has the highest "
-                "accuracy, 95.00%"
+                "the conclusion (cell 57) names baseline, at 50.00% on validation, but epochs-10 "
+                "has the highest accuracy, 99.00% on validation"
             ],
         ),
     ],

@@ -340,6 +340,8 @@ def test_figures_are_embedded_and_of_their_size(executed):
         assert raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) > 2000
     files = path.parent / "lab-files"
     for name, inches in report.SIZES.items():
+        if name in ("weights", "embedding"):  # the report's looks inside the model, not the lab's
+            continue
         raw = (files / f"{name}.png").read_bytes()
         assert struct.unpack(">II", raw[16:24]) == (round(inches[0] * 100), round(inches[1] * 100))
         assert raw in images
