@@ -167,6 +167,65 @@ def test_touching_digits_are_split_where_the_ink_is_least():
     assert 70 <= cut <= 95
 
 
+class ByWidth:
+    """A model that reads a 28x28 digit by how many columns its ink spans: `narrow` (at 0.95)
+    under 10, `half` (at 0.999, surer than of the whole) under 18, else `wide` at 0.9. Like a
+    real model sure of half a digit, it makes the segmenting choose between readings."""
+
+    output_shape = (None, 10)
+
+    def __init__(self, narrow: int, half: int, wide: int) -> None:
+        self.labels = (narrow, half, wide)
+
+    def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
+        out = np.full((len(x), 10), 1e-4, np.float32)
+        for row, image in zip(out, x.reshape(len(x), 28, 28), strict=True):
+            span = int(np.ptp(np.flatnonzero(image.max(axis=0) > 0.3))) + 1
+            which = 0 if span < 10 else 1 if span < 18 else 2
+            row[self.labels[which]] = (0.95, 0.999, 0.9)[which]
+        return out
+
+
+def test_a_wide_zero_read_surely_in_halves_is_not_cut_in_two():
+    """Half a 0 is read as a 6 more surely than the whole as a 0, but the cut crosses two
+    strokes where two touching digits meet in one: it stays one digit."""
+    page = Image.new("L", (260, 160), 255)
+    ImageDraw.Draw(page).ellipse((40, 30, 180, 130), outline=0, width=12)
+    assert reading.read_picture(ByWidth(1, 6, 0), page).text == "0"
+
+
+def test_a_touching_one_and_seven_are_read_as_two_digits():
+    picture = strokes(
+        (300, 160), one(20, 30, 100) + seven(70, 30, 100) + [[(20, 130), (85, 130)]], 12
+    )
+    paper = im.ink_of(picture)
+    assert len(reading.groups(paper.pieces)) == 1  # they touch: one piece
+    result = reading.read_picture(ByWidth(1, 7, 4), picture)
+    assert result.text == "17"
+
+
+def test_a_cut_follows_the_valley_of_least_ink():
+    """Two blocks of ink touching along a slanted gap: the straight column crosses ink, the
+    path of least ink goes down the gap."""
+    rows, cols = np.mgrid[:60, :80]
+    gap = 30 + rows // 3  # slants from column 30 to 49
+    group = (np.abs(cols - gap) > 1) & (cols > 5) & (cols < 75)
+    path = reading.least_ink_path(group, 40, 15)
+    assert not group[np.arange(60), path].any()
+    [left, right] = reading.cut(group, [40], 15)
+    assert left[0].sum() + right[0].sum() == group.sum()
+    assert reading.crossings([left, right]) == 0
+
+
+def test_the_width_of_a_part_counts_in_how_well_it_reads():
+    p = np.full(10, 1e-4)
+    p[1] = 0.99
+    tall_thin = reading.fit(p, (0, 0, 100, 40), 100)
+    wide = reading.fit(p, (0, 0, 100, 100), 100)
+    low = reading.fit(p, (60, 0, 100, 18), 100)  # a stroke's tail, under TALL of the piece
+    assert tall_thin > wide and tall_thin > low
+
+
 class Fixed:
     """A model that reads everything as `label` with probability 0.9: reading's segmenting,
     not its model, is what the tests below check."""
