@@ -306,6 +306,22 @@ def test_a_run_in_memory_exports_and_keeps_its_own_state(tiny, tmp_path):
     assert np.abs(mine - run.predict(pixels)).max() < 1e-4
 
 
+def test_a_bfloat16_run_is_exported_computing_in_float32(tiny, tmp_path):
+    """ONNX has no mixed bfloat16 MatMul: the run's float32 weights are exported in a model
+    that computes in float32, and checked against Keras computing so."""
+    from mnistlab.spec import Spec
+    from mnistlab.training import train
+
+    run = train(Spec(epochs=1, hidden=(16,), precision="bfloat16"), tiny)
+    run.save(tmp_path / "run")
+    report = exports.export(tmp_path / "run", "onnx", tmp_path / "onnx", data=tiny)
+    assert report.passed and report.float_model.check.differing == 0
+    assert report.float_model.check.max_difference < 1e-4
+    pixels = tiny.test[0].reshape(100, -1).astype(np.float32) / 255
+    mine = engine.OnnxModel(report.out / "model.onnx").predict_on_batch(pixels)
+    assert np.abs(mine - run.predict(pixels)).max() < 0.05  # bfloat16 keeps 3 digits
+
+
 def test_the_package_names_the_export():
     import mnistlab as ml
 

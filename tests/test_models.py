@@ -1,6 +1,8 @@
 import keras
+import numpy as np
 import pytest
 
+from mnistlab.errors import MnistlabError
 from mnistlab.models import LOSS, build, summary_text
 from mnistlab.spec import Spec, multiply_adds, parameter_count, preset
 
@@ -133,3 +135,25 @@ def test_batchnorm_sits_between_each_hidden_layer_and_its_activation():
     ]
     assert not model.layers[1].use_bias and not model.layers[6].use_bias
     assert model.layers[-1].use_bias  # the output layer keeps its bias and softmax
+
+
+def test_bfloat16_computes_every_layer_but_the_softmax_in_bfloat16_on_float32_weights():
+    spec = Spec(conv=(4,), hidden=(8,), batchnorm=True, dropout=0.1, precision="bfloat16")
+    model = build(spec)
+    *inner, last = model.layers
+    assert {layer.compute_dtype for layer in inner} == {"bfloat16"}
+    assert last.compute_dtype == "float32"  # the softmax, and so the probabilities
+    assert {v.dtype for v in model.weights} == {"float32"}
+    assert (
+        model.count_params()
+        == parameter_count(spec)
+        == build(spec.replace(precision="float32")).count_params()
+    )
+    out = model.predict(np.zeros((2, 784), "float32"), verbose=0)
+    assert out.dtype == np.float32 and np.allclose(out.sum(axis=1), 1, atol=1e-3)
+
+
+def test_an_unknown_precision_is_refused_naming_the_choices():
+    with pytest.raises(MnistlabError, match="precision") as caught:
+        Spec(precision="float16")
+    assert "float32, bfloat16" in caught.value.fix

@@ -161,6 +161,20 @@ def test_a_cosine_run_saves_and_loads(tmp_path, tiny):
     assert runs.load(tmp_path / "run").spec.schedule == "cosine"
 
 
+@pytest.mark.parametrize("conv", [(), (4,)], ids=["dense", "conv"])
+def test_a_bfloat16_run_learns_saves_loads_and_predicts_as_it_did(tmp_path, tiny, conv):
+    spec = Spec(epochs=2, conv=conv, hidden=(32,), precision="bfloat16")
+    model, history = fit(spec, tiny)
+    metrics = evaluate(model, *tiny.test)
+    assert history["loss"][-1] < history["loss"][0] and metrics["accuracy"] >= 0.8
+    runs.Run(model, spec, "mnist", tiny.class_names, history, metrics, {}).save(tmp_path / "run")
+    loaded = runs.load(tmp_path / "run")
+    assert loaded.spec.precision == "bfloat16"
+    assert loaded.model.layers[0].compute_dtype == "bfloat16"
+    x = tiny.test[0][:16]
+    np.testing.assert_array_equal(predict(loaded.model, x), predict(model, x))
+
+
 def test_shift_images_moves_each_image_within_the_limit():
     rng = np.random.default_rng(0)
     images = np.zeros((200, 28, 28), np.uint8)

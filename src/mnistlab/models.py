@@ -28,18 +28,23 @@ def build(spec: Spec, steps_per_epoch: int = 1500, steps_per_execution: int = 1)
     backend.use(spec.backend)
     import keras
 
+    # Mixed precision computes every layer but the last in bfloat16 on float32 weights; the
+    # softmax stays in float32, as Keras's mixed-precision guide advises
+    dtype = {"dtype": "mixed_bfloat16"} if spec.precision == "bfloat16" else {}
     layers: list[keras.layers.Layer] = []
     if spec.conv:
-        layers.append(keras.layers.Reshape((28, 28, 1)))
+        layers.append(keras.layers.Reshape((28, 28, 1), **dtype))
         for filters in spec.conv:
-            layers += activated(keras.layers.Conv2D, filters, spec, kernel_size=3, padding="same")
-            layers.append(keras.layers.MaxPooling2D(2))
-        layers.append(keras.layers.Flatten())
+            layers += activated(
+                keras.layers.Conv2D, filters, spec, kernel_size=3, padding="same", **dtype
+            )
+            layers.append(keras.layers.MaxPooling2D(2, **dtype))
+        layers.append(keras.layers.Flatten(**dtype))
     for units in spec.hidden:
-        layers += activated(keras.layers.Dense, units, spec)
+        layers += activated(keras.layers.Dense, units, spec, **dtype)
         if spec.dropout:
-            layers.append(keras.layers.Dropout(spec.dropout))
-    layers.append(keras.layers.Dense(CLASSES, activation="softmax"))
+            layers.append(keras.layers.Dropout(spec.dropout, **dtype))
+    layers.append(keras.layers.Dense(CLASSES, activation="softmax", dtype="float32"))
     model = keras.Sequential([keras.Input((INPUT_SIZE,)), *layers], name="mnistlab")
     rate: float | keras.optimizers.schedules.LearningRateSchedule = spec.learning_rate
     if spec.schedule == "cosine":
@@ -66,11 +71,22 @@ def activated(
 
     if not spec.batchnorm:
         return [kind(size, activation=spec.activation, **options)]
+    dtype = {k: v for k, v in options.items() if k == "dtype"}
     return [
         kind(size, use_bias=False, **options),
-        keras.layers.BatchNormalization(),
-        keras.layers.Activation(spec.activation),
+        keras.layers.BatchNormalization(**dtype),
+        keras.layers.Activation(spec.activation, **dtype),
     ]
+
+
+def in_float32(model: keras.Model, spec: Spec) -> keras.Model:
+    """`model`, or where `spec` computes in bfloat16, its weights (float32 either way) in a
+    model that computes in float32: what runtimes without bfloat16 run (ONNX, LiteRT)."""
+    if spec.precision == "float32":
+        return model
+    plain = build(spec.replace(precision="float32", backend=None))
+    plain.set_weights(model.get_weights())
+    return plain
 
 
 def summary_text(model: keras.Model) -> str:

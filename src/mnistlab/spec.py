@@ -30,6 +30,7 @@ CLASSES = 10  # both data sets have ten classes
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 SCHEDULES = ("constant", "cosine")
 ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "elu", "selu", "swish")
+PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class Spec:
     optimizer: str = "adam"
     learning_rate: float = 0.001  # Keras's default for adam
     schedule: str = "constant"  # or "cosine": decay to 0 over all the training steps
+    # "bfloat16": Keras's mixed precision, bfloat16 arithmetic on float32 weights; the CPUs
+    # here (Xeon with AMX) run preset `fast`'s TensorFlow epoch in 2.2 s against 3.3 s
+    precision: str = "float32"
     seed: int = 1
     backend: str | None = None  # None: the backend Keras runs ($KERAS_BACKEND, else jax)
 
@@ -99,6 +103,7 @@ class Spec:
             ("optimizer", OPTIMIZERS),
             ("activation", ACTIVATIONS),
             ("schedule", SCHEDULES),
+            ("precision", PRECISIONS),
         ):
             if getattr(self, key) not in allowed:
                 raise invalid(key, getattr(self, key), f"one of {', '.join(allowed)}")

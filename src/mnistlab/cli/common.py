@@ -19,7 +19,7 @@ import click
 
 from mnistlab.backend import BACKENDS
 from mnistlab.errors import MnistlabError
-from mnistlab.spec import ACTIVATIONS, OPTIMIZERS, PRESETS, SCHEDULES, Spec, preset
+from mnistlab.spec import ACTIVATIONS, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, Spec, preset
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
@@ -272,6 +272,11 @@ def spec_options(f: F) -> F:
             "--schedule",
             type=click.Choice(SCHEDULES),
             help="Learning rate: constant (lab), or cosine decay to 0.",
+        ),
+        click.option(
+            "--precision",
+            type=click.Choice(PRECISIONS),
+            help="Arithmetic: float32 (lab), or bfloat16 on float32 weights (mixed precision).",
         ),
         click.option("--seed", type=int, help="Random seed (default 1)."),
     ]

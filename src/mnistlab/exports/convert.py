@@ -54,6 +54,12 @@ def export_here(
 
         web_files = runtime_files(progress)
     model, meta, run_path = load_model(run_or_dir)
+    from mnistlab.models import in_float32
+    from mnistlab.spec import Spec
+
+    # A bfloat16 run is exported computing in float32 (ONNX Runtime and LiteRT have no mixed
+    # bfloat16 kernels for it), and checked against Keras computing so
+    model = in_float32(model, Spec.from_dict(meta["spec"]))
     if data is None:
         from mnistlab.data import load
 
