@@ -416,43 +416,77 @@ def test_bench_prints_both_paths_and_the_ratios_of_later_epochs_and_whole_proces
     assert invoke(runner, "bench", "--epochs", "0").exit_code == 2
 
 
-def to_99(accuracies):
-    return {
-        "device": "CPU",
-        "backend": "tensorflow",
-        "loop": "fit",
-        "seconds": [8.0, 6.5, 6.0][: len(accuracies)],
-        "test_accuracies": accuracies,
-        "epochs": len(accuracies),
-        "reached": accuracies[-1] >= 0.99,
-        "seconds_to_target": 20.5 if accuracies[-1] >= 0.99 else None,
-    }
+def to_accuracy(target, tests, validations=None):
+    """What `bench.run("to", target, seed)` returns, for each seed's test accuracy."""
+    validations = validations or [None] * len(tests)
+    runs = iter(
+        {
+            "device": "CPU",
+            "backend": "tensorflow",
+            "loop": "fit",
+            "seed": seed,
+            "seconds": [3.0, 2.5, 2.0],
+            "train_seconds": 7.5 + seed / 10,
+            "validation_accuracy": validation,
+            "test_accuracy": test,
+        }
+        for seed, (test, validation) in enumerate(zip(tests, validations, strict=True), start=1)
+    )
+    return lambda path, target_asked, seed, *backend: next(runs)
 
 
-def test_bench_to_99_prints_each_epoch_and_the_time_to_99(runner, monkeypatch):
-    fake_bench(monkeypatch, {"to-99": to_99([0.982, 0.988, 0.9912])})
-    result = invoke(runner, "bench", "--to-99")
+def test_bench_to_trains_the_targets_preset_once_a_seed_and_prints_the_means(runner, monkeypatch):
+    from mnistlab import bench
+
+    asked = []
+    answers = to_accuracy("99.5", [0.9950, 0.9956, 0.9953], [0.9941, 0.9944, 0.9939])
+
+    def run(path, target, seed):
+        asked.append((path, target, seed))
+        return answers(path, target, seed)
+
+    monkeypatch.setattr(bench, "run", run)
+    result = invoke(runner, "bench", "--to", "99.5")
     assert result.exit_code == 0, result.output
-    assert "    3     6.0s    20.5s    99.12%" in result.output
-    assert "(tensorflow, fit loop, CPU)" in result.output
-    assert "Time to 99.0%: 20.5 s of training (3 epochs; test evaluations not counted)" in (
+    assert asked == [("to", "99.5", 1), ("to", "99.5", 2), ("to", "99.5", 3)]
+    assert f"preset {bench.TARGETS['99.5'][0]}: tensorflow, fit loop, CPU" in result.output
+    assert "   2      3     3.0s      7.7s   99.44%    99.56%" in result.output
+    assert "Mean of 3 seeds: 99.53% ± 0.03% test accuracy (target 99.5%) in 7.7 s" in (
         result.output
     )
+    assert "(target 120 s;" in result.output
 
 
-def test_bench_to_99_says_so_when_99_is_not_reached(runner, monkeypatch):
-    fake_bench(monkeypatch, {"to-99": to_99([0.982, 0.985, 0.9897])})
-    result = invoke(runner, "bench", "--to-99")
+def test_bench_to_trains_on_the_backend_asked_for_and_only_with_to(runner, monkeypatch):
+    from mnistlab import bench
+
+    asked = []
+    monkeypatch.setattr(bench, "run", lambda *args: asked.append(args) or next(iter([{}])))
+    monkeypatch.setattr("mnistlab.cli.bench.print_to_accuracy", lambda *args: None)
+    assert (
+        invoke(runner, "bench", "--to", "99.0", "--seeds", "1", "--backend", "jax").exit_code == 0
+    )
+    assert asked == [("to", "99.0", 1, "jax")]
+    result = invoke(runner, "bench", "--backend", "jax")
+    assert result.exit_code == 2 and "--backend applies to --to only" in result.output
+
+
+def test_bench_to_says_so_when_the_mean_falls_short(runner, monkeypatch):
+    from mnistlab import bench
+
+    monkeypatch.setattr(bench, "run", to_accuracy("99.0", [0.9912, 0.9885]))
+    result = invoke(runner, "bench", "--to-99", "--seeds", "2")
     assert result.exit_code == 2
-    assert "did not reach 99.0% in 3 epochs (best 98.97%)" in result.output
+    assert "preset fast reached 98.98%, short of 99.0%, over 2 seeds" in result.output
+    assert "   1      3     3.0s      7.6s        -    99.12%" in result.output
 
 
 def test_counts_of_one_take_the_singular(runner, monkeypatch, tiny_run):
-    fake_bench(monkeypatch, {"to-99": to_99([0.9912])})
-    result = invoke(runner, "bench", "--to-99")
-    assert "Time to 99.0%: 20.5 s of training (1 epoch; test evaluations" in result.output
-    fake_bench(monkeypatch, {"to-99": to_99([0.982])})
-    assert "did not reach 99.0% in 1 epoch (best" in invoke(runner, "bench", "--to-99").output
+    from mnistlab import bench
+
+    monkeypatch.setattr(bench, "run", to_accuracy("99.0", [0.9912]))
+    result = invoke(runner, "bench", "--to-99", "--seeds", "1")
+    assert "Mean of 1 seed: 99.12% ± 0.00%" in result.output
 
     result = invoke(runner, "compare", str(tiny_run))
     assert result.exit_code == 0, result.output

@@ -425,12 +425,22 @@ def test_engine_options_are_checked(tmp_path, options, message):
     assert f"error: {message}" in result.output
 
 
-@pytest.mark.parametrize("name", ["cnn", "best"])
+@pytest.mark.parametrize("name", ["cnn", "best", "handwriting"])
 def test_the_preset_files_are_their_presets(name):
     from mnistlab.spec import preset
 
     plan = ex.find(name)
     assert plan.variants[0].spec == preset(name)
+
+
+def test_the_speed_file_holds_the_presets_bench_trains_for_each_target():
+    from mnistlab.bench import TARGETS
+    from mnistlab.spec import preset
+
+    variants = {v.name: v.spec for v in ex.find("speed").variants}
+    chosen = {name for name, _ in TARGETS.values()}
+    assert set(variants) == chosen - {"best"}  # best has a file of its own
+    assert all(spec == preset(name) for name, spec in variants.items())
 
 
 @pytest.mark.parametrize("name", ["../../../elsewhere", "/tmp/abs", "", ".hidden", "a/b"])
