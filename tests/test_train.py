@@ -163,7 +163,7 @@ def test_a_cosine_run_saves_and_loads(tmp_path, tiny):
 
 @pytest.mark.parametrize("conv", [(), (4,)], ids=["dense", "conv"])
 def test_a_bfloat16_run_learns_saves_loads_and_predicts_as_it_did(tmp_path, tiny, conv):
-    spec = Spec(epochs=2, conv=conv, hidden=(32,), precision="bfloat16")
+    spec = Spec(epochs=4, conv=conv, hidden=(32,), precision="bfloat16")
     model, history = fit(spec, tiny)
     metrics = evaluate(model, *tiny.test)
     assert history["loss"][-1] < history["loss"][0] and metrics["accuracy"] >= 0.8
