@@ -9,6 +9,7 @@ exactly, and the default reading model made from a tiny spec ($MNISTLAB_READER_S
 
 import json
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -186,13 +187,7 @@ class ByWidth:
         return out
 
 
-@pytest.fixture
-def upright(monkeypatch):
-    """Parts read upright only: `ByWidth` reads a turned 1 as wider than it is."""
-    monkeypatch.setattr(reading, "TURNS", ())
-
-
-def test_a_wide_zero_read_surely_in_halves_is_not_cut_in_two(upright):
+def test_a_wide_zero_read_surely_in_halves_is_not_cut_in_two():
     """Half a 0 is read as a 6 more surely than the whole as a 0, but the cut crosses two
     strokes where two touching digits meet in one: it stays one digit."""
     page = Image.new("L", (260, 160), 255)
@@ -200,7 +195,7 @@ def test_a_wide_zero_read_surely_in_halves_is_not_cut_in_two(upright):
     assert reading.read_picture(ByWidth(1, 6, 0), page).text == "0"
 
 
-def test_a_touching_one_and_seven_are_read_as_two_digits(upright):
+def test_a_touching_one_and_seven_are_read_as_two_digits():
     picture = strokes(
         (300, 160), one(20, 30, 100) + seven(70, 30, 100) + [[(20, 130), (85, 130)]], 12
     )
@@ -399,3 +394,24 @@ def test_the_default_reading_model_is_trained_once_and_kept(tmp_path, monkeypatc
         page[6:34, 5 + 30 * k : 33 + 30 * k] = images[k]
     picture = Image.fromarray(255 - page).resize((400, 160), Image.Resampling.BILINEAR)
     assert reading.read(encode(picture), run=runs[0]).text == "721"
+
+
+class Counting(Fixed):
+    """`Fixed`, counting the images it reads."""
+
+    def __init__(self, label: int) -> None:
+        super().__init__(label)
+        self.seen = 0
+
+    def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
+        self.seen += len(x)
+        return super().predict_on_batch(x)
+
+
+@pytest.mark.parametrize("rotate", [0.0, 8.0])
+def test_parts_are_read_turned_too_by_a_model_trained_on_turned_digits(rotate):
+    model = Counting(7)
+    run = SimpleNamespace(model=model, spec=SimpleNamespace(rotate=rotate))
+    result = reading.read_picture(run, encode(number([20])))
+    assert result.text == "7" and result.digits[0].probability == pytest.approx(0.9)
+    assert model.seen == (1 + len(reading.TURNS) if rotate else 1)
