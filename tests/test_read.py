@@ -156,18 +156,6 @@ def test_a_short_piece_joins_the_digit_nearest_it():
     assert reading.bounds(groups[1])[3] >= 325  # the bar is in the second digit
 
 
-def test_touching_digits_are_split_where_the_ink_is_least():
-    picture = strokes(
-        (300, 160), seven(20, 30, 100) + one(95, 30, 100) + [[(75, 130), (95, 130)]], 12
-    )
-    paper = im.ink_of(picture)
-    [group] = reading.groups(paper.pieces)
-    parts = reading.split(group, 2)
-    assert len(parts) == 2
-    cut = parts[1][1][1]  # where the second part starts
-    assert 70 <= cut <= 95
-
-
 class ByWidth:
     """A model that reads a 28x28 digit by how many columns its ink spans: `narrow` (at 0.95)
     under 10, `half` (at 0.999, surer than of the whole) under 18, else `wide` at 0.9. Like a

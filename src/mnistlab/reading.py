@@ -53,7 +53,6 @@ SHORT = 0.5  # a piece less high than this share of the writing's is part of a d
 MAX_DIGITS = 8  # in one piece, at most
 PRIOR = 0.0  # a cost for each digit more (0 chose best on the training digits: 83% to 81%;
 # with the cut lines below, -0.5 gave 83.5% and -1.0 80.8% on 600 numbers)
-REACH = 0.3  # `split`: a cut is looked for within this share of a digit's width of its place
 # Chosen on 300 numbers of MNIST's training digits (--digits-from train, seed 1), preset
 # handwriting's model: 1.0 for the widths' weight gave 79.7%, 0.5 81.3%, 2.0 74.3%
 SHAPE_WEIGHT = 0.5
@@ -329,20 +328,6 @@ def fit(p: np.ndarray, box: tuple[int, int, int, int], height: int) -> float:
     if own < TALL * height:
         score -= SHORT_COST
     return score
-
-
-def split(group: np.ndarray, k: int) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
-    """The group cut straight down into k parts at the columns of least ink near each k-th of
-    its width."""
-    top, left, bottom, right = bounds(group)
-    width = right - left
-    profile = ndimage.uniform_filter1d(group[:, left:right].sum(axis=0).astype(float), 3)
-    columns = []
-    for i in range(1, k):
-        centre, reach = i * width / k, REACH * width / k
-        low, high = int(centre - reach), int(np.ceil(centre + reach)) + 1
-        columns.append(left + low + int(np.argmin(profile[low:high])))
-    return cut(group, columns, None)
 
 
 def cut(
