@@ -21,7 +21,8 @@ atomic rename, and a folder that exists is not. It is an uncompressed `.npz` of:
   `trainers/data_adapters`): NumPy's global generator (on JAX, arrays are shuffled by
   `np.random.permutation` at the start of each epoch), Python's `random` (a `PyDataset`, the
   augmented path, has its batches shuffled by `random.shuffle` each epoch, on both backends),
-  and the augmentation's own generator and order (`AugmentedImages.rng`, `.order`).
+  and the augmentation's own generator (`AugmentedImages.state`: the epoch it drew next is
+  drawn again from it).
   TensorFlow shuffles arrays with `tf.random.shuffle` inside the tf.data function that
   `model.fit` makes once per call: its seeds are fixed by the global seed when it is made
   (`seed_everything`), and each epoch's iterator starts it anew, so it gives the same order
@@ -85,7 +86,7 @@ if TYPE_CHECKING:
 # s) keep every epoch; the lab's 5-epoch run writes one, after its last epoch, which is always
 # kept (through the test evaluation and the saving).
 CHECKPOINT_SECONDS = 10.0
-FORMAT = 1  # of the file: a checkpoint of another format is not used
+FORMAT = 2  # of the file: a checkpoint of another format is not used
 
 
 class CheckpointWarning(UserWarning):
@@ -137,7 +138,6 @@ class Saved:
     model: list[np.ndarray]
     optimizer: list[np.ndarray]
     random: dict[str, Any]  # states of the generators, see `random_state`
-    order: np.ndarray | None  # the augmentation's order of images for the next epoch
 
 
 class Unusable(Exception):
@@ -163,7 +163,6 @@ def encode(
     loop: str = "fit",
 ) -> bytes:
     state = random_state(augmented)
-    order = state.pop("order", None)
     numpy_keys = state["numpy"].pop("keys")
     meta = {
         "format": FORMAT,
@@ -180,8 +179,6 @@ def encode(
     for i, v in enumerate(model.optimizer.variables):
         arrays[f"optimizer/{i}"] = keras.ops.convert_to_numpy(v.value)
     arrays["numpy_keys"] = numpy_keys
-    if order is not None:
-        arrays["order"] = order
     out = io.BytesIO()
     np.savez(out, meta=np.array(json.dumps(meta)), **arrays)
     return out.getvalue()
@@ -212,7 +209,6 @@ def decode(raw: bytes, spec: Spec, data_print: str, loop: str = "fit") -> Saved:
             model=numbered(arrays, "model"),
             optimizer=numbered(arrays, "optimizer"),
             random=state,
-            order=arrays.get("order"),
         )
     except Unusable:
         raise
@@ -239,19 +235,17 @@ def random_state(augmented: AugmentedImages | None) -> dict[str, Any]:
         "python": [version, list(internal), gauss_next],
     }
     if augmented is not None:
-        state["augment"] = augmented.rng.bit_generator.state
-        state["order"] = augmented.order
+        state["augment"] = augmented.state
     return state
 
 
-def set_random_state(state: dict[str, Any], order: Any, augmented: AugmentedImages | None) -> None:
+def set_random_state(state: dict[str, Any], augmented: AugmentedImages | None) -> None:
     n = state["numpy"]
     np.random.set_state((n["name"], n["keys"], n["pos"], n["has_gauss"], n["cached_gaussian"]))
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
     if augmented is not None:
-        augmented.rng.bit_generator.state = state["augment"]
-        augmented.order = order
+        augmented.restore(state["augment"])
 
 
 def check(variables: list[Any], values: list[np.ndarray], what: str) -> None:
@@ -352,7 +346,7 @@ class Keeper(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.last = time.monotonic()
         if self.saved is not None:  # after what fit draws as it starts
-            set_random_state(self.saved.random, self.saved.order, self.augmented)
+            set_random_state(self.saved.random, self.augmented)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         for key, value in (logs or {}).items():
