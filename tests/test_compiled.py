@@ -73,10 +73,12 @@ def test_an_epoch_gives_the_weights_and_history_of_fit(tiny, spec):
         assert history[key] == pytest.approx(values, rel=1e-5, abs=1e-6)
 
 
-def test_the_lab_and_the_augmented_specs_take_the_compiled_loop_elastic_does_not():
+def test_the_lab_and_the_augmented_specs_take_the_compiled_loop_scipys_do_not():
     assert loop_for(Spec()) == "compiled"
     assert loop_for(Spec(shift=2, rotate=10.0, flip=True, hidden=(32,))) == "compiled"
-    assert loop_for(Spec(elastic=20.0)) == "fit"
+    assert loop_for(Spec(shift=2, varied=0.5)) == "compiled"  # varied: pen, blur, turns
+    for scipys in (dict(elastic=20.0), dict(pen=1), dict(blur=1.0), dict(rotate=8.0, varied=0.5)):
+        assert loop_for(Spec(**scipys)) == "fit"
     assert loop_for(Spec(conv=(4,))) == ("fit" if compiled.on_cpu() else "compiled")
     assert compiled.loop_for(Spec(), "tensorflow") == "fit"
     with pytest.raises(MnistlabError, match="compiled loop cannot train this spec: elastic"):

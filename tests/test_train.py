@@ -272,6 +272,18 @@ def test_training_with_every_augmentation_and_batchnorm_is_deterministic(tiny):
     assert shifted_only["loss"] != h1["loss"]
 
 
+def test_varied_changes_that_share_of_the_images_and_only_shifts_the_others(tiny):
+    x, y = tiny.train
+    spec = Spec(batch_size=400, pen=1, blur=1.0, rotate=20.0, elastic=20.0, varied=0.5)
+    batches = AugmentedImages(x, y, spec)
+    images, _ = batches[0]
+    chosen = batches.epoch[0][:400]
+    same = (images == preprocess(x[chosen])).all(axis=1)
+    assert 0.35 < same.mean() < 0.65  # a turned, blurred or distorted digit is not the same
+    with pytest.raises(MnistlabError, match="varied = 0 is out of range"):
+        Spec(varied=0)
+
+
 def test_flips_mirror_about_half_the_images_and_only_those(tiny):
     x, y = tiny.train
     batches = AugmentedImages(x, y, Spec(batch_size=400, flip=True))

@@ -56,14 +56,21 @@ class AugmentedImages(keras.utils.PyDataset):
         self.draw()
 
     def vary(self, images: np.ndarray) -> np.ndarray:
-        if self.spec.pen:
-            images = pen_width(images, self.spec.pen, self.rng)
-        if self.spec.blur:
-            images = blur(images, self.spec.blur, self.rng)
-        if self.spec.shift:
-            images = shift_images(images, self.spec.shift, self.rng)
-        if self.spec.rotate or self.spec.elastic:
-            images = distort(images, self.spec.rotate, self.spec.elastic, self.rng)
+        spec = self.spec
+        changed = np.ones(len(images), bool)
+        if spec.varied < 1:  # the others only shifted and flipped: digits as MNIST has them
+            changed = self.rng.random(len(images)) < spec.varied
+        some = bool(changed.any())
+        if some and (spec.pen or spec.blur or spec.rotate or spec.elastic):
+            images = images.copy()
+        if some and spec.pen:
+            images[changed] = pen_width(images[changed], spec.pen, self.rng)
+        if some and spec.blur:
+            images[changed] = blur(images[changed], spec.blur, self.rng)
+        if spec.shift:
+            images = shift_images(images, spec.shift, self.rng)
+        if some and (spec.rotate or spec.elastic):
+            images[changed] = distort(images[changed], spec.rotate, spec.elastic, self.rng)
         if self.spec.flip:  # clothes look the same mirrored; digits do not
             mirrored = self.rng.random(len(images)) < 0.5
             images = np.where(mirrored[:, None, None], images[:, :, ::-1], images)

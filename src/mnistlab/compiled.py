@@ -35,8 +35,8 @@ same kind of training, other draws, so equal over seeds, not run for run
 (benchmarks/compiled_vs_fit.py).
 
 Not served, so trained by `model.fit`: another backend than JAX, elastic distortions (a
-Gaussian-smoothed random field, done with SciPy in `augment`), and convolutional networks on a
-CPU (see `unserved`).
+Gaussian-smoothed random field), pen widths and blur (done with SciPy in `augment`), rotations
+of only some images (`varied` under 1), and convolutional networks on a CPU (see `unserved`).
 """
 
 from __future__ import annotations
@@ -66,8 +66,10 @@ def unserved(spec: Spec, backend_name: str | None = None) -> str | None:
     name = backend_name or spec.backend or keras.backend.backend()
     if name != "jax":
         return f"the {name} backend (the compiled epoch is JAX's)"
-    if spec.elastic:
-        return "elastic distortions (done with SciPy on the CPU)"
+    if spec.elastic or spec.pen or spec.blur:
+        return "elastic distortions, pen widths or blur (done with SciPy on the CPU)"
+    if spec.varied < 1 and spec.rotate:
+        return "rotations of only some of the images (varied under 1)"
     if spec.conv and on_cpu():
         # XLA's CPU convolutions inside the scan's while loop ran 15 times slower a step of
         # preset `fast` than the same steps unrolled out of a loop (1240 ms against 84 ms,

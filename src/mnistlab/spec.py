@@ -46,6 +46,8 @@ class Spec:
     flip: bool = False  # mirror half the training images left to right, anew each epoch
     pen: int = 0  # pixels: strokes thickened or thinned by up to this much (pen width), anew
     blur: float = 0.0  # pixels: each training image blurred by a Gaussian of up to this sigma
+    varied: float = 1.0  # the share of training images that pen, blur, rotate and elastic
+    # change each epoch, drawn anew each epoch; the others are only shifted and flipped
     epochs: int = 5
     batch_size: int = 32
     validation_split: float = 0.2  # the last fraction of the training set, as Keras takes it
@@ -77,6 +79,8 @@ class Spec:
             raise invalid("pen", self.pen, "a number of pixels from 0 to 2")
         if not 0 <= self.blur <= 3:
             raise invalid("blur", self.blur, "a Gaussian's sigma in pixels, from 0 to 3")
+        if not 0 < self.varied <= 1:
+            raise invalid("varied", self.varied, "a share of the training images in (0, 1]")
         if not 1 <= self.epochs <= MAX_EPOCHS:
             raise invalid("epochs", self.epochs, f"from 1 to {MAX_EPOCHS:,}")
         if not 1 <= self.batch_size <= MAX_BATCH:

@@ -259,6 +259,11 @@ def spec_options(f: F) -> F:
         click.option(
             "--blur", type=float, help="Blur training images by a Gaussian of up to this sigma."
         ),
+        click.option(
+            "--varied",
+            type=float,
+            help="Share of training images that --pen, --blur, --rotate, --elastic change (1).",
+        ),
         click.option("--epochs", type=int, help="Passes over the training set (lab: 5)."),
         click.option("--batch-size", type=int, help="Images per step (lab: 32)."),
         click.option(
