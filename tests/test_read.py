@@ -246,9 +246,8 @@ def test_a_cut_follows_the_valley_of_least_ink():
     group = (np.abs(cols - gap) > 1) & (cols > 5) & (cols < 75)
     path = reading.least_ink_path(group, 40, 15)
     assert not group[np.arange(60), path].any()
-    [left, right] = reading.cut(group, [40], 15)
-    assert left[0].sum() + right[0].sum() == group.sum()
-    assert reading.crossings([left, right]) == 0
+    assert reading.stroke_runs(group, path) == 0  # ink on both sides in no row
+    assert reading.stroke_runs(group, np.full(60, 40)) == 2  # straight: above the gap, below
 
 
 def test_the_width_of_a_part_counts_in_how_well_it_reads():

@@ -304,18 +304,6 @@ def stroke_runs(sub: np.ndarray, line: np.ndarray) -> int:
     return int(np.sum(np.diff(np.r_[0, touching, 0]) == 1))
 
 
-def crossings(parts: list[tuple[np.ndarray, tuple[int, int, int, int]]]) -> int:
-    """How many strokes the cuts between the parts cross beyond one each: two touching digits
-    meet in one stroke, a 0 cut in half is cut through two."""
-    extra = 0
-    for (a, _), (b, _) in zip(parts, parts[1:], strict=False):
-        # The rows where the two parts touch: ink of both side by side
-        touching = (a[:, :-1] & b[:, 1:]).any(axis=1) | (a & b).any(axis=1)
-        runs = int(np.sum(np.diff(np.r_[0, touching.astype(np.int8), 0]) == 1))
-        extra += max(runs - 1, 0)
-    return extra
-
-
 def fit(p: np.ndarray, box: tuple[int, int, int, int], height: int) -> float:
     """How well one part reads as a digit: the log-probability of its class, plus the
     log-likelihood of its width for that class (`SHAPES`, weighted by SHAPE_WEIGHT), and a
@@ -328,28 +316,6 @@ def fit(p: np.ndarray, box: tuple[int, int, int, int], height: int) -> float:
     if own < TALL * height:
         score -= SHORT_COST
     return score
-
-
-def cut(
-    group: np.ndarray, columns: list[int], reach: int | None
-) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
-    """The group cut at each column: straight down, or with a `reach`, along the path of least
-    ink within that many columns of it (following the valley between two touching digits
-    rather than crossing a stroke). No parts if one would hold under 4 pixels of ink."""
-    top, left, bottom, right = bounds(group)
-    rows = group.shape[0]
-    lines = [
-        np.full(rows, c) if reach is None else least_ink_path(group, c, reach) for c in columns
-    ]
-    index = np.arange(group.shape[1])[None, :]
-    edges = [np.full(rows, left), *lines, np.full(rows, right)]
-    parts = []
-    for a, b in zip(edges, edges[1:], strict=False):
-        mask = group & (index >= a[:, None]) & (index < b[:, None])
-        if mask.sum() < 4:
-            return []
-        parts.append((mask, bounds(mask)))
-    return parts
 
 
 def least_ink_path(group: np.ndarray, column: int, reach: int) -> np.ndarray:
