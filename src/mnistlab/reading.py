@@ -417,8 +417,8 @@ def train_reader(spec: Spec, folder: Path, say: Log) -> Run:
     from mnistlab.training import train
 
     # The sweeps' rough estimate leaves out the augmentation: preset handwriting's seeds took
-    # 193 to 207 s alone here, and 15 to 21 minutes in float32 at a load average of 7 to 12
-    # (docs/results.md). On JAX (a notebook) its bfloat16 convolutions are about 20% slower
+    # 225 to 241 s alone here, and the recipe before it 15 to 21 minutes in float32 at a load
+    # average of 7 to 12 (docs/results.md). On JAX (a notebook) its bfloat16 convolutions are about 20% slower
     # than in float32 on a CPU, and TensorFlow's 5 times faster than either.
     minutes = max(1, round(estimate_seconds(spec) / 60))
     say(

@@ -230,4 +230,6 @@ def estimate_seconds(spec: Spec, train_images: int = 60000) -> float:
     name = spec.backend or default()
     steps = math.ceil(train_images * (1 - spec.validation_split) / spec.batch_size)
     per_step = STEP_OVERHEAD[name] + 6 * multiply_adds(spec) * spec.batch_size / FLOP_RATE
+    if spec.precision == "bfloat16" and name == "tensorflow":
+        per_step *= 0.7  # AMX here: preset fast 10.5 s against 14.3, handwriting 14.5 against 22
     return spec.epochs * steps * per_step * 1.1 + RUN_OVERHEAD[name]  # 1.1: validation
