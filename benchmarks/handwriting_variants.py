@@ -25,9 +25,10 @@ times (bicubic) and writes it dark on light, slightly noisy paper, then changes 
 
 Each picture goes through `images.prepare` (what `mnistlab predict` does) and each run's
 model; the numbers go through `reading.read_picture` (what `mnistlab read` does), three
-digits side by side with a random gap from -0.15 (overlapping, touching) to 0.6 of a digit's
-width, each digit its own size and baseline, and a number counts only when all three digits
-are read, and only them. Prints a Markdown table: accuracy per variant and run.
+digits side by side with a random gap from -0.15 (overlapping, touching) to 0.6 of the
+narrower neighbour's width, each digit its own size and baseline, and a number counts only
+when all three digits are read, and only them. Prints a Markdown table: accuracy per variant
+and run.
 """
 
 from __future__ import annotations
@@ -186,7 +187,8 @@ VARIANTS: dict[str, Callable[[np.ndarray, np.random.Generator], Image.Image]] = 
 
 def number(digits: list[np.ndarray], rng: np.random.Generator) -> Image.Image:
     """Three digits side by side: each its own size (0.85 to 1.15) and baseline (+-8%), a gap
-    from -0.15 of a digit's width (overlapping, touching) to 0.6."""
+    from -0.15 (overlapping, touching) to 0.6 of the narrower neighbour's width: a 1
+    touches its neighbour, it is not written inside it."""
     inks = []
     for d in digits:
         ink = enlarge(d, 4)
@@ -198,12 +200,13 @@ def number(digits: list[np.ndarray], rng: np.random.Generator) -> Image.Image:
     width = sum(i.shape[1] for i in inks) + 200
     page = np.zeros((height, width))
     left = 60
-    for ink in inks:
+    for k, ink in enumerate(inks):
         top = 30 + int(rng.uniform(-0.08, 0.08) * ink.shape[0])
         top = max(0, min(height - ink.shape[0], top))
         h, w = ink.shape
         page[top : top + h, left : left + w] = np.maximum(page[top : top + h, left : left + w], ink)
-        left += w + int(rng.uniform(-0.15, 0.6) * 0.7 * 112)
+        narrower = min(w, inks[k + 1].shape[1]) if k + 1 < len(inks) else w
+        left += w + int(rng.uniform(-0.15, 0.6) * narrower)
     return on_paper(page[:, : left + 60], rng)
 
 
