@@ -418,8 +418,8 @@ def train_reader(spec: Spec, folder: Path, say: Log) -> Run:
 
     # The sweeps' rough estimate leaves out the augmentation: preset handwriting's seeds took
     # 225 to 241 s alone here, and the recipe before it 15 to 21 minutes in float32 at a load
-    # average of 7 to 12 (docs/results.md). On JAX (a notebook) its bfloat16 convolutions are about 20% slower
-    # than in float32 on a CPU, and TensorFlow's 5 times faster than either.
+    # average of 7 to 12 (docs/results.md). On JAX (a notebook) its bfloat16 convolutions are
+    # about 20% slower than in float32 on a CPU, and TensorFlow's 5 times faster than either.
     minutes = max(1, round(estimate_seconds(spec) / 60))
     say(
         f"No reading model yet: training preset {READER_PRESET} once (at least {minutes} "
