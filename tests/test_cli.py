@@ -427,6 +427,8 @@ def to_accuracy(target, tests, validations=None):
             "seed": seed,
             "seconds": [3.0, 2.5, 2.0],
             "train_seconds": 7.5 + seed / 10,
+            "evaluate_seconds": 1.25,
+            "spec": {"test_shifts": 1},
             "validation_accuracy": validation,
             "test_accuracy": test,
         }
@@ -449,8 +451,11 @@ def test_bench_to_trains_the_targets_preset_once_a_seed_and_prints_the_means(run
     result = invoke(runner, "bench", "--to", "99.5")
     assert result.exit_code == 0, result.output
     assert asked == [("to", "99.5", 1), ("to", "99.5", 2), ("to", "99.5", 3)]
-    assert f"preset {bench.TARGETS['99.5'][0]}: tensorflow, fit loop, CPU" in result.output
-    assert "   2      3     3.0s      7.7s   99.44%    99.56%" in result.output
+    assert (
+        f"preset {bench.TARGETS['99.5'][0]}: tensorflow, fit loop, CPU, test shifts of 1 px)"
+        in result.output
+    )
+    assert "   2      3     3.0s      7.7s   99.44%    99.56%      1.2s" in result.output
     assert "Mean of 3 seeds: 99.53% ± 0.03% test accuracy (target 99.5%) in 7.7 s" in (
         result.output
     )

@@ -64,6 +64,8 @@ def test_run_json_missing_a_key(run_dir, key):
         ("dataset", "cifar", "unknown data set 'cifar'"),
         ("class_names", [1, 2], "class names are not a list of names"),
         ("spec", {"epochs": "five"}, "its spec: spec key 'epochs' must be int"),
+        ("validation", {"accuracy": "high"}, "'validation' is not an object of numbers"),
+        ("validation", [0.9], "'validation' is not an object of numbers"),
     ],
 )
 def test_run_json_with_wrong_types(run_dir, key, value, message):

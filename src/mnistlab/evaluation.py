@@ -14,10 +14,13 @@ if TYPE_CHECKING:
 EPSILON = 1e-7  # Keras clips probabilities the same way before taking the log
 
 
-def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+def evaluate(
+    model: keras.Model, images: np.ndarray, labels: np.ndarray, shifts: int = 0
+) -> dict[str, Any]:
     """Loss (sparse categorical cross-entropy), accuracy, per-class accuracy and the confusion
-    matrix (rows: true class, columns: predicted) for uint8 images and their labels."""
-    return metrics(predict(model, images), labels)
+    matrix (rows: true class, columns: predicted) for uint8 images and their labels; with
+    `shifts`, of the probabilities averaged over shifted copies (`prediction.classify`)."""
+    return metrics(predict(model, images, shifts), labels)
 
 
 def metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:

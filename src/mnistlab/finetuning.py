@@ -141,13 +141,14 @@ def finetune(
 
     start = time.perf_counter()
     model = copy_model(run.model, run.spec.optimizer, learning_rate)
-    before = measure(run.model, data, found, test_part, train_part)
+    shifts = run.spec.test_shifts
+    before = measure(run.model, data, found, test_part, train_part, shifts)
     history = fit(model, data, found, train_part, epochs, share, per_epoch, seed, run, progress)
     from mnistlab.evaluation import evaluate
 
     trained = time.perf_counter()
-    metrics = evaluate(model, *data.test)
-    after = measure(model, data, found, test_part, train_part, metrics["accuracy"])
+    metrics = evaluate(model, *data.test, shifts)
+    after = measure(model, data, found, test_part, train_part, shifts, metrics["accuracy"])
     names = found.names
     learnt, held_out = [names[i] for i in train_part], [names[i] for i in test_part]
     done: dict[str, Any] = {
@@ -211,12 +212,13 @@ def measure(
     found: corr.Corrections,
     test_part: np.ndarray,
     train_part: np.ndarray,
+    shifts: int = 0,
     test_accuracy: float | None = None,
 ) -> dict[str, float]:
     from mnistlab.prediction import predict
 
     def accuracy(images: np.ndarray, labels: np.ndarray) -> float:
-        return float(np.mean(predict(model, images).argmax(axis=1) == labels))
+        return float(np.mean(predict(model, images, shifts).argmax(axis=1) == labels))
 
     return {
         "test": test_accuracy if test_accuracy is not None else accuracy(*data.test),

@@ -7,6 +7,7 @@ images in [0, 1] as `preprocess` or `images.prepare` makes them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,17 +27,42 @@ if TYPE_CHECKING:  # Keras is imported where it is used, once the backend is cho
 BATCH = 1000  # images per call when predicting many
 
 
-def predict(model: keras.Model, images: np.ndarray) -> np.ndarray:
-    """Probabilities of shape (N, classes) for uint8 images of shape (N, 28, 28)."""
-    return classify(model, preprocess(images))
+def predict(model: keras.Model, images: np.ndarray, shifts: int = 0) -> np.ndarray:
+    """Probabilities of shape (N, classes) for uint8 images of shape (N, 28, 28); `shifts` as
+    `classify`'s."""
+    return classify(model, preprocess(images), shifts)
 
 
-def classify(model: keras.Model, pixels: np.ndarray) -> np.ndarray:
+def classify(model: keras.Model, pixels: np.ndarray, shifts: int = 0) -> np.ndarray:
     """Probabilities of shape (N, classes) for float images in [0, 1] of shape (N, 28, 28)
-    or (N, 784), as `preprocess` or `prepare` makes them."""
+    or (N, 784), as `preprocess` or `prepare` makes them. With `shifts` (a run's
+    `spec.test_shifts`), each image's are the mean of the model's for the image and its 8
+    copies moved by that many pixels (`views`)."""
     x = np.asarray(pixels, dtype=np.float32).reshape(len(pixels), -1)
-    parts = [np.asarray(model.predict_on_batch(x[i : i + BATCH])) for i in range(0, len(x), BATCH)]
+    parts = [answer(model, x[i : i + BATCH], shifts) for i in range(0, len(x), BATCH)]
     return np.concatenate(parts) if parts else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def answer(model: keras.Model, x: np.ndarray, shifts: int) -> np.ndarray:
+    """`classify`'s probabilities for at most BATCH flattened images (views of BATCH * 9)."""
+    if not shifts:
+        return np.asarray(model.predict_on_batch(x))
+    side = math.isqrt(x.shape[1])
+    seen = classify(model, views(x.reshape(len(x), side, side), shifts))
+    return seen.reshape(len(x), len(MOVES), -1).mean(axis=1)
+
+
+MOVES = [(0, 0)] + [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+
+
+def views(images: np.ndarray, shifts: int) -> np.ndarray:
+    """Each image, then its 8 copies moved by `shifts` pixels (up, down, left, right and the
+    diagonals; the edge filled with 0), of shape (N * 9, height, width)."""
+    n, height, width = images.shape
+    padded = np.pad(images, ((0, 0), (shifts, shifts), (shifts, shifts)))
+    at = [(shifts * (1 - dy), shifts * (1 - dx)) for dy, dx in MOVES]
+    moved = [padded[:, y : y + height, x : x + width] for y, x in at]
+    return np.stack(moved, axis=1).reshape(n * len(MOVES), height, width)
 
 
 def as_pixels(images: Any) -> tuple[np.ndarray, bool]:
@@ -92,17 +118,17 @@ def describe(probabilities: np.ndarray, class_names: Sequence[str]) -> dict[str,
 
 
 def answer_test_image(
-    model: keras.Model, class_names: Sequence[str], data: Dataset, index: int
+    model: keras.Model, class_names: Sequence[str], data: Dataset, index: int, shifts: int = 0
 ) -> dict[str, Any]:
     """Test image `index` of `data`: the class predicted and the label, each with its name,
-    and every probability (`reports.figures.answer` draws it)."""
+    and every probability (`reports.figures.answer` draws it); `shifts` as `classify`'s."""
     images, labels = data.test
     if not 0 <= index < len(images):
         raise MnistlabError(
             f"index {index} is out of range: the test set has {plural(len(images), 'image')}",
             f"choose an index from 0 to {len(images) - 1}",
         )
-    probabilities = predict(model, images[index : index + 1])[0]
+    probabilities = predict(model, images[index : index + 1], shifts)[0]
     guess, actual = int(np.argmax(probabilities)), int(labels[index])
     answer: dict[str, Any] = {
         "index": index,
@@ -116,12 +142,17 @@ def answer_test_image(
 
 
 def answer_files(
-    model: keras.Model, class_names: Sequence[str], paths: Sequence[Path], show: Path | None = None
+    model: keras.Model,
+    class_names: Sequence[str],
+    paths: Sequence[Path],
+    show: Path | None = None,
+    shifts: int = 0,
 ) -> list[dict[str, Any]]:
     """Read each picture file (one digit each) into MNIST's form and classify it. Each answer
     is `describe`'s with the file and whether its ink was dark on light (`inverted`); a file
     that cannot be read gets `{"file", "error", "fix"}` instead and the others are still read.
-    With `show`, the 28x28 image the model saw is written there as `NAME-28x28.png`."""
+    With `show`, the 28x28 image the model saw is written there as `NAME-28x28.png`.
+    `shifts` as `classify`'s."""
     from mnistlab.files import check_writable, write_bytes
     from mnistlab.images import png, read_image
 
@@ -135,7 +166,7 @@ def answer_files(
         except MnistlabError as e:
             answers.append({"file": str(path), "error": e.problem, "fix": e.fix})
             continue
-        probabilities = classify(model, prepared.pixels[None])[0]
+        probabilities = classify(model, prepared.pixels[None], shifts)[0]
         answer = {"file": str(path)} | describe(probabilities, class_names)
         answer["inverted"] = prepared.inverted
         if show is not None:

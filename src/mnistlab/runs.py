@@ -70,6 +70,9 @@ class Run:
     metrics: dict[str, Any]
     seconds: dict[str, float]
     source: str = ""
+    # loss and accuracy on the held-out images measured after training, with the spec's test
+    # shifts; empty: the last epoch's, as the history has them
+    validated: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=lambda: describe_machine())  # backend, device...
     path: Path | None = None
     checkpoint: Place | None = None
@@ -78,6 +81,12 @@ class Run:
     def accuracy(self) -> float:
         """Test accuracy, measured when the run was trained."""
         return float(self.metrics["accuracy"])
+
+    @property
+    def validation(self) -> dict[str, float]:
+        """Loss and accuracy on the held-out images, answered as the test set is: what to
+        choose a run by. Empty with none held out."""
+        return self.validated or validation(self.history)
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -89,7 +98,7 @@ class Run:
             "spec": self.spec.to_dict(),
             "parameters": self.model.count_params(),
             "metrics": self.metrics,
-            "validation": validation(self.history),
+            "validation": self.validation,
             "seconds": self.seconds,
             "data_source": self.source,
             **self.info,
@@ -102,7 +111,7 @@ class Run:
         from mnistlab.prediction import as_pixels, classify
 
         pixels, single = as_pixels(images)
-        probabilities = classify(self.model, pixels)
+        probabilities = classify(self.model, pixels, self.spec.test_shifts)
         return probabilities[0] if single else probabilities
 
     def evaluate(self, data: Dataset | None = None) -> dict[str, Any]:
@@ -112,7 +121,7 @@ class Run:
         from mnistlab.evaluation import evaluate
 
         data = data if data is not None else datamod.load(self.dataset)
-        return evaluate(self.model, *data.test)
+        return evaluate(self.model, *data.test, self.spec.test_shifts)
 
     def save(self, path: str | Path) -> Path:
         """Write the run folder at `path`, atomically; an existing non-empty `path` is refused.
@@ -247,6 +256,7 @@ def load(path: str | Path) -> Run:
         metrics=dict(meta["metrics"]),
         seconds=dict(meta.get("seconds", {})),
         source=str(meta.get("data_source", "")),
+        validated=dict(meta.get("validation") or {}),
         info={k: meta[k] for k in INFO_KEYS if k in meta},
         path=path,
     )
@@ -273,6 +283,11 @@ def check_meta(meta: Any, path: Path) -> dict[str, Any]:
     names = meta["class_names"]
     if not names or not all(isinstance(n, str) for n in names):
         raise damaged(path, f"{META_FILE}'s class names are not a list of names")
+    figures = meta.get("validation", {})
+    if not isinstance(figures, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in figures.values()
+    ):
+        raise damaged(path, f"{META_FILE}'s 'validation' is not an object of numbers")
     backend_name = meta.get("backend")
     if backend_name is not None and not isinstance(backend_name, str):
         raise damaged(path, f"{META_FILE}'s 'backend' is not a name")

@@ -50,6 +50,12 @@ def steps_per_call(steps: int, verbose: int | str) -> int:
     return steps
 
 
+def split(spec: Spec, images: int) -> int:
+    """How many of `images` training images are fitted; the rest are held out for validation
+    (where Keras's `validation_split` splits)."""
+    return math.floor(images * (1 - spec.validation_split))
+
+
 def loop_for(spec: Spec, loop: str | None = None) -> str:
     """How `fit` trains `spec` on the backend Keras runs: "compiled" (each epoch one compiled
     JAX program, see `compiled`) where that serves the spec, else "fit" (Keras's `model.fit`).
@@ -85,8 +91,9 @@ def train(
     there, if one of this spec and data is, and keep one there as training goes; `Run.save`
     removes it (see `checkpoints`). Returns the `Run`: model, spec (with the backend it
     trained on), history with seconds per epoch (earlier processes' epochs included), test
-    metrics and seconds (of this process); its `info["loop"]` names how it was trained
-    (`loop_for`: `loop` None chooses, "fit" or "compiled" asks)."""
+    metrics, validation figures (`Run.validation`) and seconds (of this process); its
+    `info["loop"]` names how it was trained (`loop_for`: `loop` None chooses, "fit" or
+    "compiled" asks)."""
     from mnistlab import checkpoints
     from mnistlab import data as datamod
     from mnistlab.runs import describe_machine
@@ -101,7 +108,13 @@ def train(
     trained = time.perf_counter()
     from mnistlab.evaluation import evaluate
 
-    metrics = evaluate(model, *data.test)
+    metrics = evaluate(model, *data.test, spec.test_shifts)
+    validated = {}
+    x_train, y_train = data.train
+    fitted = split(spec, len(x_train))
+    if spec.test_shifts and fitted < len(x_train):  # as the test set is answered
+        held_out = evaluate(model, x_train[fitted:], y_train[fitted:], spec.test_shifts)
+        validated = {key: held_out[key] for key in ("loss", "accuracy")}
     seconds = {"train": trained - start, "evaluate": time.perf_counter() - trained}
     return Run(
         model=model,
@@ -112,6 +125,7 @@ def train(
         metrics=metrics,
         seconds=seconds,
         source=data.source,
+        validated=validated,
         info=describe_machine() | {"loop": loop},
         checkpoint=checkpoints.place(checkpoint) if checkpoint is not None else None,
     )
@@ -137,7 +151,7 @@ def fit(
     loop = loop_for(spec, loop)
     seed_everything(spec)
     x_train, y_train = data.train
-    fitted = math.floor(len(x_train) * (1 - spec.validation_split))  # where Keras splits
+    fitted = split(spec, len(x_train))
     steps = math.ceil(fitted / spec.batch_size)
     model = build(spec, steps, steps_per_execution=steps_per_call(steps, verbose))
     timer = EpochTimer()

@@ -134,10 +134,13 @@ def print_to_accuracy(target: str, runs: list[dict[str, Any]], as_json: bool) ->
         )
     else:
         first = runs[0]
+        shifts = first["spec"].get("test_shifts", 0)
+        answered = f", test shifts of {shifts} px" if shifts else ""
         say(
             f"{'seed':>4} {'epochs':>6} {'epoch 1':>8} {'training':>9} {'val acc':>8} "
-            f"{'test acc':>9}   "
-            f"(preset {name}: {first['backend']}, {first['loop']} loop, {first['device']})"
+            f"{'test acc':>9} {'evaluate':>9}   "
+            f"(preset {name}: {first['backend']}, {first['loop']} loop, {first['device']}"
+            f"{answered})"
         )
         for r in runs:
             validation = r["validation_accuracy"]
@@ -145,7 +148,7 @@ def print_to_accuracy(target: str, runs: list[dict[str, Any]], as_json: bool) ->
                 f"{r['seed']:4} {len(r['seconds']):6} {r['seconds'][0]:7.1f}s "
                 f"{r['train_seconds']:8.1f}s "
                 f"{format(validation, '8.2%') if validation is not None else '       -'} "
-                f"{r['test_accuracy']:9.2%}"
+                f"{r['test_accuracy']:9.2%} {r['evaluate_seconds']:8.1f}s"
             )
         say(
             f"Mean of {plural(len(runs), 'seed')}: {accuracy:.2%} ± {spread:.2%} test accuracy "

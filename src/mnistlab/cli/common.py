@@ -283,6 +283,11 @@ def spec_options(f: F) -> F:
             type=click.Choice(PRECISIONS),
             help="Arithmetic: float32 (lab), or bfloat16 on float32 weights (mixed precision).",
         ),
+        click.option(
+            "--test-shifts",
+            type=int,
+            help="Answer with the mean over each image and 8 copies moved by this many pixels.",
+        ),
         click.option("--seed", type=int, help="Random seed (default 1)."),
     ]
     for option in reversed(options):

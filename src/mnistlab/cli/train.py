@@ -119,6 +119,12 @@ def run_training(spec: Spec, data: Dataset, out: Path) -> Run:
         f"Test accuracy: {run.accuracy:.2%}  (loss {run.metrics['loss']:.4f}; "
         f"trained in {run.seconds['train']:.1f} s)"
     )
+    if spec.test_shifts:
+        held_out = run.validation.get("accuracy")
+        say(
+            (f"Validation accuracy: {held_out:.2%}; " if held_out is not None else "")
+            + f"each image answered with its 8 copies moved by {spec.test_shifts} px"
+        )
     say(f"Saved run to {out}")
     return run
 
@@ -198,6 +204,7 @@ def predict(
     if out is not None:
         check_writable(out, folder=True)  # before the run and the data are loaded
     model: Any
+    shifts = 0  # the exported network answers alone (README: exports)
     if engine == "onnx":
         from mnistlab.exports import engine as onnx_engine
 
@@ -207,14 +214,15 @@ def predict(
 
         run = load(run_dir)
         model, class_names, dataset = run.model, run.class_names, run.dataset
+        shifts = run.spec.test_shifts
     if index is not None:
         figure = out / f"prediction-{index}.png" if out is not None else None
         data = load_data(dataset, data_dir, offline)
-        predict_one(model, class_names, data, index, as_json, figure)
+        predict_one(model, class_names, data, index, as_json, figure, shifts)
         return
     from mnistlab.prediction import answer_files
 
-    answers = answer_files(model, class_names, images, out)
+    answers = answer_files(model, class_names, images, out, shifts)
     failed = [a for a in answers if "error" in a]
     for answer in answers:
         if "error" in answer:
@@ -241,12 +249,13 @@ def predict_one(
     index: int,
     as_json: bool,
     figure: Path | None = None,
+    shifts: int = 0,
 ) -> None:
     """Test image `index`: the prediction, the label and the three most likely classes; with
     `figure`, the image beside its probabilities written there."""
     from mnistlab.prediction import answer_test_image
 
-    answer = answer_test_image(model, names, data, index)
+    answer = answer_test_image(model, names, data, index, shifts)
     if figure is not None:
         from mnistlab.reports import figures
 

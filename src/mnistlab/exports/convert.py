@@ -262,6 +262,8 @@ def describe(
             "form: cropped to its ink, fitted into a 20x20 box keeping its aspect ratio, and "
             "centred by centre of mass in 28x28 (mnistlab.images.prepare; the web export's "
             "prepare.js does the same in the browser)",
+            "test_shifts": "none: the model answers each image alone, where the run "
+            "(spec.test_shifts) may average it with shifted copies",
         },
         "class_names": list(meta["class_names"]),
         "dataset": meta["dataset"],

@@ -49,7 +49,7 @@ def run_figures(run: runs.Run, data: Dataset, out: Path, prefix: str = "") -> li
 
     (x_train, y_train), (x_test, y_test) = data.train, data.test
     names = data.class_names
-    probabilities = predict(run.model, x_test)
+    probabilities = predict(run.model, x_test, run.spec.test_shifts)
     measured = metrics(probabilities, y_test)
     shown = min(20, len(x_train))
     chosen, places = explain.embedding(run.model, preprocess(x_test))

@@ -222,7 +222,8 @@ def ended(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 def objective(space: Space, data: Dataset, worker: str) -> Callable[[Any], float]:
     """Train the trial's spec, reporting each epoch's validation accuracy to the pruner;
-    score it by the last epoch's. Its test accuracy is recorded, never returned."""
+    score it by the run's (`Run.validation`: the last epoch's, or with the spec's test shifts
+    once trained). Its test accuracy is recorded, never returned."""
     from mnistlab import backend
 
     backend.use(dict(space.fixed).get("backend"))  # before anything imports Keras
@@ -249,7 +250,7 @@ def objective(space: Space, data: Dataset, worker: str) -> Callable[[Any], float
             raise
         trial.set_user_attr("test_accuracy", result.accuracy)
         trial.set_user_attr("train_seconds", result.seconds["train"])
-        return result.history["val_accuracy"][-1]
+        return result.validation["accuracy"]
 
     return run
 

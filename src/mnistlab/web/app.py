@@ -236,7 +236,9 @@ def build_app(
                 def work() -> dict[str, Any]:
                     prepared = im.read_image(upload.file)
                     with lock:
-                        probabilities = pr.classify(run.model, prepared.pixels[None])[0]
+                        probabilities = pr.classify(
+                            run.model, prepared.pixels[None], run.spec.test_shifts
+                        )[0]
                     return answer(prepared, probabilities, names)
 
                 return await asyncio.get_running_loop().run_in_executor(decoders, work)
