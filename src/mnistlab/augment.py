@@ -71,7 +71,7 @@ class AugmentedImages(keras.utils.PyDataset):
             images = shift_images(images, spec.shift, self.rng)
         if some and (spec.rotate or spec.elastic):
             images[changed] = distort(images[changed], spec.rotate, spec.elastic, self.rng)
-        if self.spec.flip:  # clothes look the same mirrored; digits do not
+        if spec.flip:  # clothes look the same mirrored; digits do not
             mirrored = self.rng.random(len(images)) < 0.5
             images = np.where(mirrored[:, None, None], images[:, :, ::-1], images)
         return images
