@@ -13,7 +13,7 @@ from mnistlab.evaluation import evaluate
 from mnistlab.models import build
 from mnistlab.prediction import predict, top
 from mnistlab.spec import Spec
-from mnistlab.training import fit
+from mnistlab.training import fit, seed_everything
 
 QUICK = Spec(epochs=2, batch_size=32)
 
@@ -319,3 +319,26 @@ def test_the_fast_path_trains_what_plain_fit_trains(tiny):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     accuracies = [evaluate(m, *tiny.test)["accuracy"] for m in (plain, fast)]
     assert accuracies[0] == pytest.approx(accuracies[1], abs=0.02)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="the tf.data feed is TensorFlow's"
+)
+def test_the_augmented_feed_trains_what_fit_trains_from_the_pydataset(tiny):
+    """TensorFlow takes the varied batches from its graph (`AugmentedImages.feed`): the same
+    batches in the same order, drawn and shuffled at the same points, as `model.fit` takes
+    them from the `PyDataset`, so the same weights. 320 images in batches of 30: a partial
+    batch ends each epoch."""
+    spec = Spec(epochs=3, batch_size=30, hidden=(32,), dropout=0.3, shift=2, rotate=10.0)
+    fed, fed_history = fit(spec, tiny, loop="fit")
+
+    seed_everything(spec)
+    plain = build(spec, 11, steps_per_execution=11)
+    x, y = tiny.train
+    batches = AugmentedImages(x[:320], y[:320], spec)
+    held_out = (preprocess(x[320:]), y[320:])
+    plain_history = plain.fit(batches, validation_data=held_out, epochs=3, verbose=0).history
+    for a, b in zip(fed.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    del fed_history["seconds"]
+    assert fed_history == plain_history

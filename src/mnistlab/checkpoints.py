@@ -20,7 +20,8 @@ atomic rename, and a folder that exists is not. It is an uncompressed `.npz` of:
 - the random state that `model.fit` and the augmentation draw from between epochs (Keras 3.15,
   `trainers/data_adapters`): NumPy's global generator (on JAX, arrays are shuffled by
   `np.random.permutation` at the start of each epoch), Python's `random` (a `PyDataset`, the
-  augmented path, has its batches shuffled by `random.shuffle` each epoch, on both backends),
+  augmented path, has its batches shuffled by `random.shuffle` each epoch, on both backends;
+  on TensorFlow `AugmentedImages.feed`'s callback shuffles them as Keras would),
   and the augmentation's own generator (`AugmentedImages.state`: the epoch it drew next is
   drawn again from it).
   TensorFlow shuffles arrays with `tf.random.shuffle` inside the tf.data function that

@@ -190,7 +190,12 @@ def fit(
         held_out = (
             (preprocess(x_train[fitted:]), y_train[fitted:]) if fitted < len(x_train) else None
         )
-        result = model.fit(augmented, validation_data=held_out, **fit_options)
+        if backend.running() == "tensorflow":  # batches from TensorFlow's graph, not Python
+            batches, next_epoch = augmented.feed()
+            fit_options["callbacks"] = [next_epoch, timer, *callbacks]
+            result = model.fit(batches, validation_data=held_out, shuffle=False, **fit_options)
+        else:
+            result = model.fit(augmented, validation_data=held_out, **fit_options)
     else:
         result = model.fit(
             preprocess(x_train),
