@@ -108,7 +108,8 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(runner, args, message):
         (
             ["train", "--preset", "huge"],
             "error: Invalid value for '--preset': 'huge' is not one of 'lab', 'wide', 'deep', "
-            "'long', 'dropout', 'cnn', 'best', 'handwriting', 'fast', 'fast-99.5'. "
+            "'long', 'dropout', 'cnn', 'best', 'handwriting', 'fast', 'fast-99.5', "
+            "'fast-99.65'. "
             "See `mnistlab train --help`",
         ),
         (

@@ -439,7 +439,7 @@ def test_the_speed_file_holds_the_presets_bench_trains_for_each_target():
 
     variants = {v.name: v.spec for v in ex.find("speed").variants}
     chosen = {name for name, _ in TARGETS.values()}
-    assert set(variants) == chosen - {"best"}  # best has a file of its own
+    assert set(variants) == chosen
     assert all(spec == preset(name) for name, spec in variants.items())
 
 
