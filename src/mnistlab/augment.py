@@ -96,9 +96,9 @@ class AugmentedImages(keras.utils.PyDataset):
     def feed(self) -> tuple[Any, keras.callbacks.Callback]:
         """On TensorFlow, the batches `model.fit` takes from this `PyDataset`, in the same
         order, as a `tf.data` pipeline; and the callback (to come first among `fit`'s) that
-        shuffles the order of the batches as each epoch begins, with Python's `random` as Keras
-        does, and draws the next epoch as each ends, before the other callbacks see it: the
-        same weights as `model.fit(self)` (tests/test_augment.py).
+        draws the epochs and shuffles the order of the batches (with Python's `random`) where
+        Keras does, before the other callbacks see them: the same weights as `model.fit(self)`
+        (tests/test_train.py).
 
         The epoch's uint8 images and labels are held in TensorFlow variables, new ones assigned
         as each epoch is drawn, and each batch is sliced and scaled (float32 / 255, as
