@@ -299,26 +299,52 @@ def test_flips_mirror_about_half_the_images_and_only_those(tiny):
 
 
 def test_the_fast_path_trains_what_plain_fit_trains(tiny):
+    """A whole epoch a call trains what the lab's one step a call trains, from the batches
+    that `fit` is given: on JAX the arrays (Keras shuffles them with NumPy each epoch), on
+    TensorFlow `AugmentedImages`, which draws a new order each epoch where Keras's own array
+    path there repeats one (so this fails on TensorFlow if `fit` trains from the arrays)."""
     spec = Spec(epochs=2)
     fast, _ = fit(spec, tiny, loop="fit")
     assert fast.steps_per_execution == 10  # the whole epoch in one call
 
     keras.utils.set_random_seed(spec.seed)  # the lab's own cells: one step a call
     plain = build(spec, steps_per_execution=1)
-    plain.fit(
-        preprocess(tiny.train[0]),
-        tiny.train[1],
-        epochs=2,
-        batch_size=32,
-        validation_split=0.2,
-        verbose=0,
-    )
+    x, y = tiny.train
+    if keras.backend.backend() == "tensorflow":
+        batches = AugmentedImages(x[:320], y[:320], spec)
+        plain.fit(batches, validation_data=(preprocess(x[320:]), y[320:]), epochs=2, verbose=0)
+    else:
+        plain.fit(preprocess(x), y, epochs=2, batch_size=32, validation_split=0.2, verbose=0)
     assert plain.count_params() == fast.count_params() == 101_770
     assert plain.loss == fast.loss
     for a, b in zip(plain.get_weights(), fast.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     accuracies = [evaluate(m, *tiny.test)["accuracy"] for m in (plain, fast)]
     assert accuracies[0] == pytest.approx(accuracies[1], abs=0.02)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="the tf.data feed is TensorFlow's"
+)
+def test_tensorflow_is_fed_a_new_order_of_the_images_each_epoch(tiny):
+    """An unvaried spec's images as `training.fit` feeds them to TensorFlow: each epoch all of
+    them, once each, in another order (Keras's array path gave one order every epoch)."""
+    x, y = tiny.train
+    batches, next_epoch = AugmentedImages(x[:320], y[:320], Spec()).feed()
+    next_epoch.on_train_begin()
+    epochs = []
+    for epoch in range(2):
+        next_epoch.on_epoch_begin(epoch)
+        images = np.concatenate([np.asarray(b[0]) for b in batches])
+        next_epoch.on_epoch_end(epoch)
+        epochs.append(images)
+    first, second = epochs
+    assert first.shape == second.shape == (320, 784)
+    assert not np.array_equal(first, second)
+    for images in epochs:  # every image once, unchanged
+        assert sorted(map(bytes, (images * 255).round().astype(np.uint8))) == sorted(
+            map(bytes, x[:320].reshape(320, -1))
+        )
 
 
 @pytest.mark.skipif(

@@ -22,9 +22,10 @@ class AugmentedImages(keras.utils.PyDataset):
     """Training batches in a new order each epoch, each image moved by up to `spec.shift`
     pixels in each direction (empty border filled with 0), then turned, elastically distorted
     and mirrored as `spec.rotate`, `spec.elastic` and `spec.flip` ask: the network sees new
-    variants of the images every epoch. NumPy and SciPy do it on whole batches, several times
-    faster here than Keras's RandomTranslation layer on the JAX backend (1024x2 network: 44 s
-    an epoch against 7 s).
+    variants of the images every epoch; for a spec that varies nothing, only the new order
+    (`training.fit` feeds TensorFlow every spec so, see there). NumPy and SciPy do it on whole
+    batches, several times faster here than Keras's RandomTranslation layer on the JAX backend
+    (1024x2 network: 44 s an epoch against 7 s).
 
     Each epoch's images are all varied at once, between epochs, while the network waits:
     varied batch by batch as the network trained, NumPy's work and TensorFlow's threads

@@ -24,12 +24,11 @@ atomic rename, and a folder that exists is not. It is an uncompressed `.npz` of:
   on TensorFlow `AugmentedImages.feed`'s callback shuffles them as Keras would),
   and the augmentation's own generator (`AugmentedImages.state`: the epoch it drew next is
   drawn again from it).
-  TensorFlow shuffles arrays with `tf.random.shuffle` inside the tf.data function that
-  `model.fit` makes once per call: its seeds are fixed by the global seed when it is made
-  (`seed_everything`), and each epoch's iterator starts it anew, so it gives the same order
-  every epoch (Keras's `ArrayDataAdapter.get_tf_dataset` iterated twice gives one permutation
-  twice) and again after a resume: there is nothing of it to save. Leaving out any of the
-  others makes the resumed weights differ (checked one by one on both backends).
+  Leaving out any of these makes the resumed weights differ (checked one by one on both
+  backends). On TensorFlow, `training.fit` feeds unvaried images through
+  `AugmentedImages.feed` too: Keras's array path there shuffles with `tf.random.shuffle`
+  inside a tf.data function whose seeds the global seed (`seed_everything`) fixes, and gave
+  the same order every epoch.
   The compiled loop on JAX (`compiled`) draws from none of these: its order and augmentation
   come from the spec's seed and the epoch's number, its dropout from the seed generators
   among the model's variables. A checkpoint names the loop that made it and is used only by

@@ -182,7 +182,12 @@ def fit(
         verbose=verbose,
         callbacks=[timer, *callbacks],
     )
-    if augments(spec):
+    tensorflow = backend.running() == "tensorflow"
+    # On TensorFlow the images come through `AugmentedImages.feed` varied or not: Keras's own
+    # array path draws its order with `tf.random.shuffle` in a tf.data function that the
+    # global seed (`seed_everything`) fixes, so every epoch took one order
+    # (tensorflow/tensorflow#35682); `AugmentedImages` draws a new one with NumPy each epoch.
+    if augments(spec) or tensorflow:
         x = x_train[:fitted]
         augmented = AugmentedImages(x, y_train[:fitted], spec)
         if keeper:
@@ -190,7 +195,7 @@ def fit(
         held_out = (
             (preprocess(x_train[fitted:]), y_train[fitted:]) if fitted < len(x_train) else None
         )
-        if backend.running() == "tensorflow":  # batches from TensorFlow's graph, not Python
+        if tensorflow:  # batches from TensorFlow's graph, not Python
             batches, next_epoch = augmented.feed()
             fit_options["callbacks"] = [next_epoch, timer, *callbacks]
             result = model.fit(batches, validation_data=held_out, shuffle=False, **fit_options)
