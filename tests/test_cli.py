@@ -417,6 +417,30 @@ def test_bench_prints_both_paths_and_the_ratios_of_later_epochs_and_whole_proces
     assert invoke(runner, "bench", "--epochs", "0").exit_code == 2
 
 
+def test_bench_rounds_alternate_the_paths_and_give_the_median_ratios(runner, monkeypatch):
+    from mnistlab import bench
+
+    timing = {"backend": "jax", "device": "CPU", "loop": "fit", "test_accuracy": 0.97}
+    plains = iter([[9.0, 4.0], [9.0, 5.0], [9.0, 3.0]])
+    order = []
+
+    def run(path, epochs):
+        order.append(path)
+        seconds = next(plains) if path == "plain" else [3.0, 0.5]
+        return timing | {"path": path, "seconds": seconds, "process_seconds": 2 * seconds[0]}
+
+    monkeypatch.setattr(bench, "run", run)
+    result = invoke(runner, "bench", "--rounds", "3")
+    assert result.exit_code == 0, result.output
+    assert order == ["plain", "mnistlab"] * 3
+    assert (
+        "seconds per epoch after the first): 8.0x, median of 3 rounds (8.0x, 10.0x, 6.0x) "
+        "(target 9x)" in result.output
+    )
+    assert "start to exit): 3.0x, median of 3 rounds (3.0x, 3.0x, 3.0x)" in result.output
+    assert invoke(runner, "bench", "--rounds", "0").exit_code == 2
+
+
 def to_accuracy(target, tests, validations=None):
     """What `bench.run("to", target, seed)` returns, for each seed's test accuracy."""
     validations = validations or [None] * len(tests)

@@ -6,8 +6,9 @@ Keras picks its backend once per process, so each path runs in a process of its 
     python -m mnistlab.bench plain|mnistlab EPOCHS   # prints one JSON line
     python -m mnistlab.bench to 99.5 SEED            # the preset for 99.5%, trained once
 
-`mnistlab bench` starts both and prints the comparison: seconds per epoch, and the whole
-process from its start to its exit (imports, data, compiling, training, the test evaluation), as
+`mnistlab bench` starts both (`compare`; with `--rounds N`, N times, alternated, for the median
+ratios) and prints the comparison: seconds per epoch, and the whole process from its start to its
+exit (imports, data, compiling, training, the test evaluation), as
 someone running the lab's cells as a script or `mnistlab train` waits for it. mnistlab's process
 starts as the `mnistlab` command does (`backend.own_process`). `mnistlab bench --to 99.5` runs
 the third: the preset chosen for a test accuracy, once per seed.
@@ -21,10 +22,12 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from mnistlab import backend
 from mnistlab.errors import MnistlabError
+from mnistlab.text import plural
 
 PATHS = ("plain", "mnistlab")
 # Test accuracy (%) -> the preset that reaches it in the fewest seconds of training found here,
@@ -147,6 +150,40 @@ def run(path: str, *arguments: str | int) -> dict[str, Any]:
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise MnistlabError(f"the {path} benchmark failed: {tail}")
     return dict(json.loads(result.stdout.strip().splitlines()[-1])) | {"process_seconds": seconds}
+
+
+def compare(
+    epochs: int, rounds: int = 1, progress: Callable[[str], None] = lambda line: None
+) -> dict[str, Any]:
+    """Both paths trained for `epochs`, each in a process of its own (`run`), alternated for
+    `rounds` rounds: plain, mnistlab, plain, mnistlab... Returns `paths` (every process's
+    result, in that order), each round's `ratio` (plain's seconds per epoch after the first
+    over mnistlab's) and `process_ratio` (whole processes), and their medians as `ratio` and
+    `process_ratio`: the plain recipe's epochs vary by a fifth from one process to the next
+    here, mnistlab's by a tenth, so one round can land either side of a target."""
+    from statistics import median
+
+    paths, ratios = [], []
+    for number in range(1, rounds + 1):
+        pair = []
+        for path in PATHS:
+            of = f", round {number} of {rounds}" if rounds > 1 else ""
+            progress(f"Training the lab's model for {plural(epochs, 'epoch')}: {path} path{of} ...")
+            pair.append(run(path, epochs))
+        plain, fast = pair
+        paths += pair
+        ratios.append(
+            {
+                "ratio": steady(plain["seconds"]) / steady(fast["seconds"]),
+                "process_ratio": plain["process_seconds"] / fast["process_seconds"],
+            }
+        )
+    return {
+        "paths": paths,
+        "rounds": ratios,
+        "ratio": median(r["ratio"] for r in ratios),
+        "process_ratio": median(r["process_ratio"] for r in ratios),
+    }
 
 
 def steady(seconds: list[float]) -> float:

@@ -33,6 +33,13 @@ TARGET = 9.0  # per-epoch ratio mnistlab aims at on 2 CPU cores (issue 18)
 )
 @click.option("--to-99", "to_99", is_flag=True, help="The same as --to 99.0.")
 @click.option(
+    "--rounds",
+    type=click.IntRange(1, 10),
+    default=1,
+    show_default=True,
+    help="Run both paths this many times, alternated, and give the median ratios.",
+)
+@click.option(
     "--seeds",
     type=click.IntRange(1, 10),
     default=3,
@@ -45,13 +52,15 @@ def bench(
     epochs: int,
     target: str | None,
     to_99: bool,
+    rounds: int,
     seeds: int,
     backend: str | None,
     as_json: bool,
 ) -> None:
     """Seconds per epoch, and of the whole process, of the lab's recipe as the lab writes it
     (TensorFlow, plain model.fit) and of mnistlab's default path, on the same data; and both
-    test accuracies. With --to, the seconds of training to a test accuracy instead, on the
+    test accuracies. With --rounds, both paths again and again, alternated, and the median
+    ratios. With --to, the seconds of training to a test accuracy instead, on the
     preset's backend or --backend's (JAX on a GPU)."""
     from mnistlab import bench as benchmarks
 
@@ -70,23 +79,15 @@ def bench(
             "the speed comparison runs the plain recipe on TensorFlow and mnistlab's path on "
             "$KERAS_BACKEND (default jax)",
         )
-    results = []
-    for path in benchmarks.PATHS:
-        log(f"Training the lab's model for {plural(epochs, 'epoch')}: {path} path ...")
-        results.append(benchmarks.run(path, epochs))
-    plain, fast = results
-    ratio = benchmarks.steady(plain["seconds"]) / benchmarks.steady(fast["seconds"])
-    process_ratio = plain["process_seconds"] / fast["process_seconds"]
+    compared = benchmarks.compare(epochs, rounds, log)
     if as_json:
-        say(
-            json.dumps({"paths": results, "ratio": ratio, "process_ratio": process_ratio}, indent=2)
-        )
+        say(json.dumps(compared, indent=2))
         return
     say(
         f"{'path':10} {'backend':11} {'loop':9} {'device':24} {'epoch 1':>8} {'later':>8} "
         f"{'process':>8} {'test acc':>9}"
     )
-    for r in results:
+    for r in compared["paths"]:
         say(
             f"{r['path']:10} {r['backend']:11} {r['loop']:9} {r['device'][:24]:24} "
             f"{r['seconds'][0]:7.2f}s "
@@ -94,18 +95,27 @@ def bench(
             f"{r['test_accuracy']:9.2%}"
         )
     say(
-        f"Ratio (plain / mnistlab, seconds per epoch after the first): {ratio:.1f}x "
-        f"(target {TARGET:.0f}x)"
+        "Ratio (plain / mnistlab, seconds per epoch after the first): "
+        f"{ratios(compared, 'ratio')} (target {TARGET:.0f}x)"
     )
     say(
         f"Ratio (plain / mnistlab, whole process of {plural(epochs, 'epoch')}, start to exit): "
-        f"{process_ratio:.1f}x"
+        f"{ratios(compared, 'process_ratio')}"
     )
     say("Same model (101,770 parameters), batch 32, adam, validation split 0.2; one process each.")
     say(
         "A process: imports, data, compiling, training, test evaluation. mnistlab's starts as the "
         "mnistlab command does, with the programs JAX compiled in an earlier run, if any."
     )
+
+
+def ratios(compared: dict[str, Any], key: str) -> str:
+    """The ratio `key` as "8.7x", or over rounds as "10.3x, median of 3 rounds (8.7x, ...)"."""
+    line = f"{compared[key]:.1f}x"
+    if len(compared["rounds"]) > 1:
+        each = ", ".join(f"{r[key]:.1f}x" for r in compared["rounds"])
+        line += f", median of {len(compared['rounds'])} rounds ({each})"
+    return line
 
 
 def print_to_accuracy(target: str, runs: list[dict[str, Any]], as_json: bool) -> None:
