@@ -66,7 +66,10 @@ def test_tensorflow_backend_trains_the_same_model(tmp_path):
     result = mnistlab("train", "--epochs", "1", "--out", str(run), "--backend", "tensorflow")
     assert result.returncode == 0, result.stderr
     assert "Training on mnist with tensorflow" in result.stdout
-    assert accuracy(result.stdout) >= 95.0
+    # One epoch of the lab's recipe on TensorFlow gave 94.63 to 95.82% over seeds 1 to 8, with
+    # one order of the images every epoch as with a new one (docs/results.md): 95% is a seed's
+    # luck, 94.5% learning.
+    assert accuracy(result.stdout) >= 94.5
     meta = json.loads((run / "run.json").read_text())
     assert meta["backend"] == "tensorflow"
     assert meta["parameters"] == 101_770
